@@ -1,0 +1,1 @@
+"""panoptes_cli.config (being built)."""

@@ -1,0 +1,1 @@
+"""panoptes_cli.serial_handlers (being built)."""

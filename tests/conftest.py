@@ -1,0 +1,105 @@
+"""Fixtures shared by every test: an isolated environment, the shared data, the CLI."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / 'shared' / 'data'
+# CI sets CI=true: there every external program the README installs must be present.
+IN_CI = os.environ.get('CI', '').lower() == 'true'
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def require_program(name: str) -> str:
+    """Return the path of an external program; fail in CI, skip elsewhere, if it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        message = f'{name} is not installed; the README set-up installs it'
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """Point every path and service the core resolves through env vars at tmp_path."""
+    pandir = tmp_path / 'pandir'
+    pandir.mkdir()
+    monkeypatch.setenv('PANDIR', str(pandir))
+    monkeypatch.setenv('PANOPTES_CONFIG_HOST', '127.0.0.1')
+    # A port nothing listens on, so no test talks to a real server by accident.
+    monkeypatch.setenv('PANOPTES_CONFIG_PORT', str(free_port()))
+    monkeypatch.setenv('PANOPTES_CONFIG_FILE', str(tmp_path / 'no-config-file.yaml'))
+    monkeypatch.setenv('XDG_DATA_HOME', str(tmp_path / 'xdg-data'))
+    for name in ('POCSTIME', 'PANOPTES_DEBUG', 'PANOPTES_LOG_LEVEL',
+                 'PANOPTES_DB_TYPE', 'PANOPTES_DB_NAME'):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return pandir
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The read-only shared data directory (copy files before changing them)."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f'{SHARED_DATA} is missing: the shared/ folder must sit beside the repo')
+    return SHARED_DATA
+
+
+@pytest.fixture
+def data_copy(shared_data, tmp_path):
+    """Return a function that copies a shared data file into tmp_path and gives its path."""
+
+    def copy(name: str, new_name: str | None = None) -> Path:
+        target = tmp_path / (new_name or Path(name).name)
+        shutil.copy(shared_data / name, target)
+        target.chmod(0o644)
+        return target
+
+    return copy
+
+
+@pytest.fixture
+def cli():
+    """Invoke ``panoptes`` in process; returns Click's Result (output, stderr, exit_code)."""
+    from typer.testing import CliRunner
+
+    from panoptes_cli.commands.main import app
+
+    runner = CliRunner()
+
+    def invoke(*args, input=None, env=None):
+        return runner.invoke(app, [str(arg) for arg in args], input=input, env=env)
+
+    return invoke
+
+
+@pytest.fixture
+def run_panoptes():
+    """Run the installed ``panoptes`` executable in a subprocess."""
+
+    def run(*args, input=None, env=None, timeout=120, check=False):
+        executable = shutil.which('panoptes') or pytest.fail('panoptes is not installed')
+        full_env = dict(os.environ, **(env or {}))
+        return subprocess.run([executable, *map(str, args)], input=input, env=full_env,
+                              capture_output=True, text=True, timeout=timeout, check=check)
+
+    return run
+
+
+@pytest.fixture
+def python_executable() -> str:
+    return sys.executable
