@@ -258,7 +258,9 @@ def altaz_to_radec(alt=None, az=None, location=None, obstime=None, **kwargs):
     alt = alt if hasattr(alt, 'unit') else alt * u.deg
     az = az if hasattr(az, 'unit') else az * u.deg
 
-    with iers.conf.set_temp('auto_download', False), warnings.catch_warnings():
+    # Bundled tables only, used past their age: arcsecond-level error at worst.
+    with iers.conf.set_temp('auto_download', False), iers.conf.set_temp('auto_max_age', None), \
+            iers.conf.set_temp('iers_degraded_accuracy', 'warn'), warnings.catch_warnings():
         warnings.simplefilter('ignore', AstropyWarning)
         altaz = SkyCoord(alt=alt, az=az, frame=AltAz(obstime=obstime, location=location), **kwargs)
         return altaz.transform_to('icrs')
