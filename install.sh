@@ -15,8 +15,7 @@ cd "$(dirname "$0")"
 action="${1:-install}"
 case "$action" in install|run|test) ;; *) echo "usage: $0 [install|run|test]" >&2; exit 2 ;; esac
 
-debian_packages=(astrometry.net astrometry-data-tycho2-10-19 libcfitsio-bin dcraw
-                 libimage-exiftool-perl ffmpeg)
+mapfile -t debian_packages < <(grep -v '^#' docker/debian-packages.txt | grep .)
 
 install_debian_packages() {
     command -v dpkg-query >/dev/null 2>&1 || { echo "install.sh: not Debian/Ubuntu; install ${debian_packages[*]} yourself" >&2; return 0; }
