@@ -394,3 +394,350 @@ def write_fits(data, header: Header | Mapping | None, filename: PathLike,
     finally:
         if exposure_event is not None:
             exposure_event.set()
+
+
+# Observation status key -> (FITS keyword, comment, unit its number is stored in).
+_OBSERVATION_KEYWORDS = {
+    'image_id': ('IMAGEID', None, None),
+    'sequence_id': ('SEQID', None, None),
+    'field_name': ('FIELD', None, None),
+    'ra_mnt': ('RA-MNT', 'Degrees', 'deg'),
+    'ha_mnt': ('HA-MNT', 'Degrees', 'deg'),
+    'dec_mnt': ('DEC-MNT', 'Degrees', 'deg'),
+    'equinox': ('EQUINOX', None, None),
+    'airmass': ('AIRMASS', 'Sec(z)', None),
+    'filter': ('FILTER', None, None),
+    'latitude': ('LAT-OBS', 'Degrees', 'deg'),
+    'longitude': ('LONG-OBS', 'Degrees', 'deg'),
+    'elevation': ('ELEV-OBS', 'Meters', 'm'),
+    'moon_separation': ('MOONSEP', 'Degrees', 'deg'),
+    'moon_fraction': ('MOONFRAC', None, None),
+    'creator': ('CREATOR', 'POCS Software version', None),
+    'camera_uid': ('INSTRUME', 'Camera ID', None),
+    'observer': ('OBSERVER', 'PANOPTES Unit ID', None),
+    'origin': ('ORIGIN', None, None),
+    'tracking_rate_ra': ('RA-RATE', 'RA Tracking Rate', None),
+}
+
+
+def _parse_quantity(text: str):
+    """Read a serialized quantity such as ``'19.54 deg'``; other text stays as it is."""
+    from astropy import units as u
+
+    try:
+        return u.Quantity(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def _observation_cards(info: Mapping) -> list[tuple[str, Any, str | None]]:
+    from panoptes_cli.utils import get_quantity_value
+
+    cards = []
+    for key, (keyword, comment, unit) in _OBSERVATION_KEYWORDS.items():
+        value = info.get(key)
+        if value is None:
+            continue
+        if unit is not None and isinstance(value, str):
+            value = _parse_quantity(value)
+        if unit is not None and hasattr(value, 'unit'):
+            value = get_quantity_value(value, unit)
+        cards.append((keyword, _card_value(value), comment))
+    return cards
+
+
+def _rewrite(fits_fname: PathLike, change) -> None:
+    """Apply ``change(hdul)`` to a FITS file and write the result atomically over it."""
+    from astropy.io import fits
+
+    with _reading(fits_fname):
+        hdul = fits.open(fits_fname, do_not_scale_image_data=True)
+    with hdul:
+        change(hdul)
+        with _atomic_output(fits_fname, overwrite=True) as temp:
+            _write_hdul(hdul, temp, checksum=_has_checksums(hdul))
+
+
+def _has_checksums(hdul) -> bool:
+    return any('CHECKSUM' in hdu.header for hdu in hdul)
+
+
+def update_observation_headers(file_path: PathLike, info: Mapping) -> None:
+    """Write the observation's details into the header of the image in a FITS file.
+
+    The keys of a POCS ``Observation.status`` dict map to IMAGEID, SEQID,
+    FIELD, RA-MNT, HA-MNT, DEC-MNT, EQUINOX, AIRMASS, FILTER, LAT-OBS, LONG-OBS,
+    ELEV-OBS, MOONSEP, MOONFRAC, CREATOR, INSTRUME, OBSERVER, ORIGIN and
+    RA-RATE (``image_id``, ``sequence_id``, ``field_name``, ``ra_mnt``,
+    ``ha_mnt``, ``dec_mnt``, ``equinox``, ``airmass``, ``filter``,
+    ``latitude``, ``longitude``, ``elevation``, ``moon_separation``,
+    ``moon_fraction``, ``creator``, ``camera_uid``, ``observer``, ``origin``,
+    ``tracking_rate_ra``). Quantities are stored in degrees or metres.
+
+    Fixed from the manual: keys missing from ``info`` leave their keywords
+    alone instead of blanking them; the file is rewritten atomically, with its
+    checksums renewed if it had any; fpacked files work; and the manual's
+    example expected 'Tabrys Star' back from 'Tabbys Star'.
+
+    >>> import shutil
+    >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data'
+    >>> fits_fn = shutil.copy(SHARED / 'unsolved.fits', getfixture('tmp_path'))
+    >>> getval(fits_fn, 'FIELD')
+    'KIC 8462852'
+    >>> info = {'field_name': 'Tabbys Star'}
+    >>> update_observation_headers(fits_fn, info)
+    >>> getval(fits_fn, 'FIELD')
+    'Tabbys Star'
+    >>> getval(fits_fn, 'IMAGEID')
+    'PAN001_XXXXXX_20160909T081152'
+
+    Args:
+        file_path: Path to a FITS file, plain or fpacked.
+        info: The observation status dict.
+
+    Raises:
+        NotAFitsFile: The file is missing, truncated or not FITS.
+    """
+    cards = _observation_cards(info)
+    if not cards:
+        return
+
+    def change(hdul):
+        header = _image_hdu(hdul).header
+        for keyword, value, comment in cards:
+            if comment is None:
+                header[keyword] = value
+            else:
+                header[keyword] = (value, comment)
+
+    _rewrite(file_path, change)
+
+
+def _structure(path: PathLike, what: str | None = None):
+    """Walk a FITS file's HDUs; a cut or foreign file raises NotAFitsFile for ``what``."""
+    from panoptes_cli.images._fits_structure import StructureError, walk
+
+    try:
+        return walk(path)
+    except FileNotFoundError as exc:
+        raise NotAFitsFile(f'{os.fspath(what or path)}: not a FITS file (no such file)') from exc
+    except IsADirectoryError as exc:
+        raise NotAFitsFile(f'{os.fspath(what or path)}: not a FITS file (is a directory)') from exc
+    except StructureError as exc:
+        raise NotAFitsFile(f'{os.fspath(what or path)}: not a FITS file ({exc})') from exc
+
+
+def _sync(path: Path) -> None:
+    """Make sure a file someone else wrote is on the disk before its original goes."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_directory(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _run_cfitsio_tool(program: str, options: list[str], source: Path, temp: Path) -> None:
+    import subprocess
+
+    source_arg = os.fspath(source)
+    if source_arg.startswith('-'):
+        # Not an option, nor ("-") standard input.
+        source_arg = f'./{source_arg}'
+    completed = subprocess.run([program, *options, '-O', os.fspath(temp), source_arg],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if completed.returncode != 0:
+        lines = [line.strip() for line in (completed.stderr + completed.stdout).splitlines()
+                 if line.strip()]
+        why = lines[-1] if lines else f'exit status {completed.returncode}'
+        raise PanError(f'{source}: {Path(program).name} failed ({why})')
+
+
+def _compressed_hdu(hdu):
+    """Tile-compress one image HDU losslessly, its stored integers untouched."""
+    from astropy.io import fits
+
+    header = hdu.header.copy()
+    for key in ('BSCALE', 'BZERO'):
+        header.remove(key, ignore_missing=True)
+    if header['BITPIX'] < 0:
+        # fpack's default quantises floats, which loses data; GZIP with no quantising does not.
+        options = {'compression_type': 'GZIP_2', 'quantize_level': 0.0}
+    else:
+        options = {'compression_type': 'RICE_1'}
+    compressed = fits.CompImageHDU(hdu.data, header, do_not_scale_image_data=True, **options)
+    _restore_cards(compressed.header, hdu.header)
+    return compressed
+
+
+def _restore_cards(new: Header, old: Header) -> None:
+    """Put back the scaling keywords and comments astropy drops when it builds an image HDU.
+
+    Given after the fact, BSCALE and BZERO are stored but not applied to the
+    raw integers, which is what keeps a round trip bit-exact.
+    """
+    after = f"NAXIS{old.get('NAXIS', 0)}" if old.get('NAXIS') else 'NAXIS'
+    for key in ('BSCALE', 'BZERO'):
+        if key in old:
+            new.set(key, old[key], old.comments[key], after=after)
+            after = key
+    for card in old.cards:
+        if card.keyword in new and card.comment != new.comments[card.keyword]:
+            with contextlib.suppress(KeyError, IndexError, ValueError):
+                new.comments[card.keyword] = card.comment
+
+
+def _astropy_pack(source: Path, temp: Path) -> None:
+    from astropy.io import fits
+
+    with _reading(source), fits.open(source, do_not_scale_image_data=True) as hdul:
+        packed = []
+        for index, hdu in enumerate(hdul):
+            if hdu.is_image and hdu.header.get('NAXIS', 0) > 0:
+                if index == 0:
+                    packed.append(fits.PrimaryHDU())
+                packed.append(_compressed_hdu(hdu))
+            else:
+                packed.append(hdu)
+        _write_hdul(fits.HDUList(packed), temp, checksum=True)
+
+
+def _astropy_unpack(source: Path, temp: Path) -> None:
+    from astropy.io import fits
+
+    with _reading(source), fits.open(source, do_not_scale_image_data=True) as hdul:
+        unpacked = []
+        for index, hdu in enumerate(hdul):
+            if not isinstance(hdu, fits.CompImageHDU):
+                unpacked.append(hdu)
+                continue
+            header = hdu.header.copy()
+            if index == 1 and 'SIMPLE' in header and unpacked[0].header.get('NAXIS', 0) == 0:
+                # The image was the primary HDU before fpack moved it into extension 1.
+                image = unpacked[0] = fits.PrimaryHDU(hdu.data, header,
+                                                      do_not_scale_image_data=True)
+            else:
+                image = fits.ImageHDU(hdu.data, header, do_not_scale_image_data=True)
+                unpacked.append(image)
+            _restore_cards(image.header, header)
+        _write_hdul(fits.HDUList(unpacked), temp, checksum=True)
+
+
+def _packed_name(source: Path, unpack: bool) -> Path:
+    if unpack:
+        if not source.name.endswith('.fz') or source.name == '.fz':
+            raise PanError(f'{source}: cannot unpack (the name does not end in .fz)')
+        return source.with_name(source.name[:-3])
+    if source.name.endswith('.fz'):
+        raise PanError(f'{source}: already packed (the name ends in .fz)')
+    return source.with_name(f'{source.name}.fz')
+
+
+def fpack(fits_fname: PathLike, unpack: bool = False, overwrite: bool = True,
+          keep_original: bool = False) -> str:
+    """Compress a FITS file into ``<name>.fz``, or with ``unpack=True`` decompress one.
+
+    Uses cfitsio's ``fpack``/``funpack`` when they are installed and astropy's
+    tile compression when they are not: Rice for integer images, which is
+    lossless and what fpack does, and lossless GZIP for floating-point images
+    (where fpack would quantise, losing precision). Either way the files are
+    interchangeable with the binaries'.
+
+    The output is written under a temporary name beside the input, checked
+    to be a whole FITS file with the same images, synced to disk and renamed;
+    only then is the original removed (unless ``keep_original``).
+
+    Fixed from the manual: ``overwrite=False`` raises FileExistsError instead
+    of being ignored, a failure leaves the original and no partial output,
+    and floating-point images are no longer quantised.
+
+    >>> import shutil
+    >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data'
+    >>> fits_fn = shutil.copy(SHARED / 'tiny.fits', getfixture('tmp_path'))
+    >>> packed = fpack(fits_fn)
+    >>> os.path.basename(packed), os.path.exists(fits_fn)
+    ('tiny.fits.fz', False)
+    >>> getval(packed, 'IMAGEID')
+    'PAN001_XXXXXX_20160909T081152'
+    >>> os.path.basename(funpack(packed))
+    'tiny.fits'
+
+    Args:
+        fits_fname: The FITS file (``.fz`` to unpack).
+        unpack: Decompress instead of compress.
+        overwrite: Replace an existing output file; if False, it raises FileExistsError.
+        keep_original: Keep the input file instead of removing it.
+
+    Returns:
+        The name of the compressed (or decompressed) file.
+
+    Raises:
+        FileExistsError: The output exists and ``overwrite`` is False.
+        NotAFitsFile: The input is missing, truncated or not FITS.
+        PanError: The input is already (or, to unpack, not) compressed, or
+            the tool failed or wrote an incomplete file.
+    """
+    import shutil
+
+    from panoptes_cli.images._fits_structure import image_signatures
+
+    source = Path(fits_fname)
+    target = _packed_name(source, unpack)
+    hdus = _structure(source)
+    compressed = any(hdu.compressed for hdu in hdus)
+    if unpack and not compressed:
+        raise PanError(f'{source}: cannot unpack (no compressed image in it)')
+    if not unpack and compressed:
+        raise PanError(f'{source}: already packed (it holds a compressed image)')
+
+    program = shutil.which('funpack' if unpack else 'fpack')
+    tool = Path(program).name if program else 'astropy'
+    with _atomic_output(target, overwrite) as temp:
+        if program and unpack:
+            _run_cfitsio_tool(program, [], source, temp)
+        elif program:
+            floats = any(bitpix < 0 for bitpix, _ in image_signatures(hdus))
+            _run_cfitsio_tool(program, ['-g2', '-q', '0'] if floats else [], source, temp)
+        elif unpack:
+            _astropy_unpack(source, temp)
+        else:
+            _astropy_pack(source, temp)
+        written = _structure(temp, what=target)
+        if image_signatures(written) != image_signatures(hdus):
+            raise PanError(f'{source}: {tool} wrote images that differ from the input; '
+                           'the original is kept')
+        _sync(temp)
+    _sync_directory(target)
+    if not keep_original:
+        source.unlink()
+    return os.fspath(target)
+
+
+def funpack(*args, **kwargs) -> str:
+    """Decompress an fpacked FITS file: :func:`fpack` with ``unpack=True``.
+
+    >>> import shutil
+    >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data'
+    >>> packed = shutil.copy(SHARED / 'solved.fits.fz', getfixture('tmp_path'))
+    >>> unpacked = funpack(packed)
+    >>> os.path.basename(unpacked)
+    'solved.fits'
+    >>> getwcs(unpacked).is_celestial
+    True
+
+    Args:
+        *args: Passed to :func:`fpack`.
+        **kwargs: Passed to :func:`fpack`.
+
+    Returns:
+        The name of the decompressed file.
+    """
+    return fpack(*args, unpack=True, **kwargs)
