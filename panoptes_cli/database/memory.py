@@ -1,0 +1,121 @@
+"""An in-memory store, shared per name within one process (for tests and simulators).
+
+>>> from panoptes_cli.database import PanDB
+>>> db = PanDB(db_type='memory', db_name='doctest_memory')
+>>> db is PanDB(db_type='memory', db_name='doctest_memory')
+True
+>>> record_id = db.insert('weather', {'temp': 12.5})
+>>> db.find('weather', record_id)['data']
+{'temp': 12.5}
+>>> PanDB.permanently_erase_database('memory', 'doctest_memory', really='Yes', dangerous='Totally')
+>>> db.find('weather', record_id) is None
+True
+"""
+
+import heapq
+import json
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import suppress
+from operator import itemgetter
+
+from panoptes_cli.database.base import AbstractPanDB
+
+_DATE_THEN_SEQ = itemgetter(0, 1)
+
+
+class PanMemoryDB(AbstractPanDB):
+    """In-memory store of serialized objects.
+
+    We serialize the objects in order to test the same code path used
+    when storing in an external database.
+    """
+
+    active_dbs = weakref.WeakValueDictionary()
+
+    @classmethod
+    def get_or_create(cls, db_name=None, **kwargs):
+        """Returns the named db, creating if needed.
+
+        This method exists because PanDB gets called multiple times for
+        the same database name. With a file store where the storage is
+        external from the instance, that is not a problem, but with
+        PanMemoryDB the instance is the store, so the instance must be shared.
+        """
+        with _registry_lock:
+            db = cls.active_dbs.get(db_name)
+            if db is None:
+                db = cls(db_name=db_name, **kwargs)
+                cls.active_dbs[db_name] = db
+            return db
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.lock = threading.Lock()
+        # collection -> [(date, sequence number, JSON line)], in the order stored
+        self.collections = {}
+        # collection -> {id: JSON line}, the first record stored with each id
+        self.ids = {}
+        self.current = {}
+
+    def clear_current(self, entry_type):
+        """Clear the current record of a certain type
+
+        Args:
+            entry_type (str): The type of entry in the current collection that
+                should be cleared.
+        """
+        super().clear_current(entry_type)
+
+    def _store(self, collection, records, current=None, permanent=True):
+        with self.lock:
+            if records:
+                rows = self.collections.setdefault(collection, [])
+                ids = self.ids.setdefault(collection, {})
+                for record in records:
+                    rows.append((record.date, len(rows), record.text))
+                    ids.setdefault(record.id, record.text)
+            if current is not None:
+                self.current[collection] = current.text
+
+    def _find_record(self, collection, obj_id):
+        with self.lock:
+            text = self.ids.get(collection, {}).get(obj_id)
+        return None if text is None else json.loads(text)
+
+    def _scan(self, collection, since, until, limit) -> Iterator[dict]:
+        with self.lock:
+            rows = [row for row in self.collections.get(collection, ())
+                    if (since is None or row[0] >= since) and (until is None or row[0] < until)]
+        if limit is None:
+            rows.sort(key=_DATE_THEN_SEQ, reverse=True)
+        else:
+            rows = heapq.nlargest(limit, rows, key=_DATE_THEN_SEQ)
+        for _date, _seq, text in rows:
+            yield json.loads(text)
+
+    def _current_record(self, collection):
+        with self.lock:
+            text = self.current.get(collection)
+        return None if text is None else json.loads(text)
+
+    def _clear(self, collection):
+        with self.lock, suppress(KeyError):
+            del self.current[collection]
+
+    @classmethod
+    def permanently_erase_database(cls, db_name=None, *args, **kwargs):
+        """Forget everything in the named memory database (every one when no name is given)."""
+        with _registry_lock:
+            names = [db_name] if db_name is not None else list(cls.active_dbs.keys())
+            for name in names:
+                db = cls.active_dbs.pop(name, None)
+                if db is not None:
+                    with db.lock:
+                        db.collections.clear()
+                        db.ids.clear()
+                        db.current.clear()
+
+
+_registry_lock = threading.Lock()

@@ -1,0 +1,212 @@
+"""A store in one SQLite file per database, safe for many processes at once.
+
+The file is ``$PANDIR/<storage_dir>/<db_name>.sqlite`` (``storage_dir`` is
+``sqlite_store`` by default). It runs in WAL mode: readers never wait for
+writers, writers queue for up to ``timeout`` seconds, and a crash loses at
+most the transaction in progress. Records are indexed by collection and id,
+and by collection and date, so finding one among millions stays quick.
+
+>>> import os, tempfile
+>>> from unittest import mock
+>>> scratch = tempfile.TemporaryDirectory()
+>>> _ = mock.patch.dict(os.environ, PANDIR=scratch.name).start()  # a scratch $PANDIR
+>>> from panoptes_cli.database import PanDB
+>>> db = PanDB(db_type='sqlite', db_name='doctest_sqlite')
+>>> ids = db.insert_many('weather', [{'temp': 11.0}, {'temp': 12.5}], current=True)
+>>> db.get_current('weather')['_id'] == ids[-1]
+True
+>>> [r['data']['temp'] for r in db.find('weather', where=['temp=11.0'])]
+[11.0]
+>>> db.db_file.name
+'doctest_sqlite.sqlite'
+>>> PanDB.permanently_erase_database('sqlite', 'doctest_sqlite', really='Yes', dangerous='Totally')
+>>> mock.patch.stopall(); scratch.cleanup()
+"""
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from panoptes_cli.database.base import AbstractPanDB, DatabaseError, storage_root, validate_name
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    date TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_by_id ON records (collection, id);
+CREATE INDEX IF NOT EXISTS records_by_date ON records (collection, date);
+CREATE TABLE IF NOT EXISTS current (
+    collection TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class PanSQLiteDB(AbstractPanDB):
+    """Stores collections in one SQLite database file."""
+
+    def __init__(self, db_name='panoptes', storage_dir='sqlite_store', timeout=60.0, **kwargs):
+        """Open (creating if needed) the SQLite store of the named database.
+
+        Args:
+            db_name (str, optional): Name of the database (the file name).
+            storage_dir (str, optional): The directory in $PANDIR holding the
+                database files, default ``sqlite_store``.
+            timeout (float, optional): Seconds to wait for another process's
+                write to finish before giving up, default 60.
+        """
+        super().__init__(db_name='panoptes' if db_name is None else db_name, **kwargs)
+        self.storage_dir = Path(storage_root(), storage_dir)
+        self.db_file = self.storage_dir / f'{self.db_name}.sqlite'
+        self.timeout = timeout
+        self._local = threading.local()
+        self._connection()
+
+    def clear_current(self, collection):
+        """Clear the current record of the collection.
+
+        Args:
+            collection (str): The collection whose current record should be cleared.
+        """
+        super().clear_current(collection)
+
+    def _connection(self) -> sqlite3.Connection:
+        """Return this thread's connection (SQLite connections are not shared between threads)."""
+        connection = getattr(self._local, 'connection', None)
+        if connection is not None and self._local.pid == os.getpid():
+            return connection
+        with self._errors():
+            self.storage_dir.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are begun explicitly, below.
+            connection = sqlite3.connect(self.db_file, timeout=self.timeout, isolation_level=None)
+            try:
+                self._set_up(connection)
+            except BaseException:
+                connection.close()
+                raise
+        self._local.connection = connection
+        self._local.pid = os.getpid()
+        return connection
+
+    def _set_up(self, connection: sqlite3.Connection) -> None:
+        mode = connection.execute('PRAGMA journal_mode=WAL').fetchone()[0]
+        if mode.lower() != 'wal':
+            raise DatabaseError(f'{self.db_file}: cannot use write-ahead logging here '
+                                f'(journal mode {mode!r}); put $PANDIR on a local disk')
+        # In WAL mode NORMAL loses nothing on a crash of the program, only the
+        # last commits on a power cut, and never corrupts the file.
+        connection.execute('PRAGMA synchronous=NORMAL')
+        version = connection.execute('PRAGMA user_version').fetchone()[0]
+        if version == _SCHEMA_VERSION:
+            return
+        if version > _SCHEMA_VERSION:
+            raise DatabaseError(f'{self.db_file}: written by a newer panoptes-cli '
+                                f'(schema {version}); upgrade panoptes-cli to read it')
+        with self._transaction(connection):
+            # Statement by statement: executescript would commit our transaction.
+            for statement in _SCHEMA.split(';'):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.execute(f'PRAGMA user_version={_SCHEMA_VERSION}')
+
+    @contextmanager
+    def _errors(self):
+        try:
+            yield
+        except sqlite3.Error as err:
+            reason = str(err)
+            if 'locked' in reason or 'busy' in reason:
+                reason += f' (another process held it for over {self.timeout:g} s)'
+            raise DatabaseError(f'{self.db_file}: {reason}') from err
+
+    @contextmanager
+    def _transaction(self, connection: sqlite3.Connection):
+        # IMMEDIATE takes the write lock at once, so waiting for another writer
+        # goes through the busy timeout instead of failing on a lock upgrade.
+        connection.execute('BEGIN IMMEDIATE')
+        try:
+            yield
+        except BaseException:
+            connection.execute('ROLLBACK')
+            raise
+        connection.execute('COMMIT')
+
+    def _store(self, collection, records, current=None, permanent=True):
+        connection = self._connection()
+        with self._errors(), self._transaction(connection):
+            if records:
+                connection.executemany(
+                    'INSERT INTO records (collection, id, date, record) VALUES (?, ?, ?, ?)',
+                    [(collection, record.id, record.date, record.text) for record in records])
+            if current is not None:
+                connection.execute('INSERT OR REPLACE INTO current (collection, record) VALUES (?, ?)',
+                                   (collection, current.text))
+
+    def _find_record(self, collection, obj_id):
+        with self._errors():
+            row = self._connection().execute(
+                'SELECT record FROM records WHERE collection = ? AND id = ? ORDER BY seq LIMIT 1',
+                (collection, obj_id)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def _scan(self, collection, since, until, limit) -> Iterator[dict]:
+        sql = 'SELECT record FROM records WHERE collection = ?'
+        params = [collection]
+        if since is not None:
+            sql += ' AND date >= ?'
+            params.append(since)
+        if until is not None:
+            sql += ' AND date < ?'
+            params.append(until)
+        sql += ' ORDER BY date DESC, seq DESC'
+        if limit is not None:
+            sql += ' LIMIT ?'
+            params.append(limit)
+        with self._errors():
+            cursor = self._connection().execute(sql, params)
+            try:
+                for (text,) in cursor:
+                    yield json.loads(text)
+            finally:
+                cursor.close()
+
+    def _current_record(self, collection):
+        with self._errors():
+            row = self._connection().execute(
+                'SELECT record FROM current WHERE collection = ?', (collection,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def _clear(self, collection):
+        connection = self._connection()
+        with self._errors(), self._transaction(connection):
+            connection.execute('DELETE FROM current WHERE collection = ?', (collection,))
+
+    def close(self) -> None:
+        """Close this thread's connection (it reopens when the store is used again)."""
+        connection = getattr(self._local, 'connection', None)
+        if connection is not None:
+            self._local.connection = None
+            connection.close()
+
+    @classmethod
+    def permanently_erase_database(cls, db_name, storage_dir='sqlite_store'):
+        """Delete the named database's file (and its write-ahead log).
+
+        Args:
+            db_name (str): The database name.
+            storage_dir (str, optional): The directory in ``$PANDIR`` holding it.
+        """
+        path = Path(storage_root(), storage_dir or 'sqlite_store',
+                    f"{validate_name(db_name, 'database')}.sqlite")
+        for suffix in ('', '-wal', '-shm'):
+            with suppress(FileNotFoundError):
+                os.remove(f'{path}{suffix}')
