@@ -2,5 +2,197 @@
 
 import typer
 
+from panoptes_cli.commands import output
+
 NAME = 'fits'
 app = typer.Typer(help='Inspect, compress and plate-solve FITS frames.', no_args_is_help=True)
+
+FILES_HELP = 'FITS files; a lone "-" reads the names from stdin, one a line.'
+
+
+def _extension(value: str | None):
+    if value is None:
+        return None
+    return int(value) if value.lstrip('-').isdigit() else value
+
+
+@app.command()
+def header(
+    files: list[str] = typer.Argument(..., help=FILES_HELP, show_default=False),
+    keys: list[str] = typer.Option(None, '--key', '-k', show_default=False,
+                                   help='Print only this keyword (repeat for more).'),
+    ext: str = typer.Option(None, '--ext', '-e', show_default=False,
+                            help='Read this HDU (number or EXTNAME) instead of the image one.'),
+):
+    """Print FITS headers as NDJSON, one object per file.
+
+    Each line is {"filename": ..., "hdu": ..., "header": {...}}. The header
+    is the image's: extension 1 of an fpacked .fz file, else the primary
+    one. With -k, only those keywords (null when missing).
+
+    Examples:
+
+      panoptes fits header unsolved.fits
+
+      panoptes fits header -k IMAGEID -k EXPTIME night/*.fits.fz
+
+      find night -name '*.fz' | panoptes fits header -k FIELD -
+    """
+    from panoptes_cli.images.fits import header_record
+
+    extension = _extension(ext)
+    with output.Batch() as batch:
+        for path in output.read_paths(files):
+            with batch.item(path):
+                output.emit_record(header_record(path, keys or None, extension))
+
+
+def _pack_all(files: list[str], unpack: bool, overwrite: bool, keep_original: bool):
+    from panoptes_cli.error import PanError
+    from panoptes_cli.images.fits import fpack
+
+    paths = output.read_paths(files)
+    with output.Batch() as batch, output.progress(
+            len(paths), 'Unpacking' if unpack else 'Packing') as advance:
+        for path in paths:
+            with batch.item(path):
+                try:
+                    packed = fpack(path, unpack=unpack, overwrite=overwrite,
+                                   keep_original=keep_original)
+                except FileExistsError as exc:
+                    raise PanError(f'{exc.filename}: already exists; '
+                                   'use --overwrite to replace it') from exc
+                output.emit_record({'filename': path, 'output': packed})
+            advance()
+
+
+@app.command()
+def pack(
+    files: list[str] = typer.Argument(..., help=FILES_HELP, show_default=False),
+    overwrite: bool = typer.Option(False, '--overwrite', help='Replace an existing .fz file.'),
+    keep_original: bool = typer.Option(False, '--keep-original',
+                                       help='Keep each input file instead of removing it.'),
+):
+    """Compress FITS files losslessly: x.fits becomes x.fits.fz.
+
+    Uses cfitsio's fpack when installed, astropy's tile compression (Rice,
+    readable by funpack) otherwise. The original is removed only after the
+    packed file is complete and on disk. Prints {"filename", "output"} per
+    file as NDJSON.
+
+    Examples:
+
+      panoptes fits pack night/*.fits
+
+      panoptes fits pack --keep-original flat.fits
+    """
+    _pack_all(files, unpack=False, overwrite=overwrite, keep_original=keep_original)
+
+
+@app.command()
+def unpack(
+    files: list[str] = typer.Argument(..., help=FILES_HELP, show_default=False),
+    overwrite: bool = typer.Option(False, '--overwrite', help='Replace an existing .fits file.'),
+    keep_original: bool = typer.Option(False, '--keep-original',
+                                       help='Keep each .fz file instead of removing it.'),
+):
+    """Decompress fpacked FITS files: x.fits.fz becomes x.fits.
+
+    Uses cfitsio's funpack when installed, astropy otherwise. The .fz file is
+    removed only after the unpacked file is complete and on disk. Prints
+    {"filename", "output"} per file as NDJSON.
+
+    Examples:
+
+      panoptes fits unpack solved.fits.fz
+
+      panoptes fits unpack --keep-original night/*.fits.fz
+    """
+    _pack_all(files, unpack=True, overwrite=overwrite, keep_original=keep_original)
+
+
+@app.command()
+def solve(
+    files: list[str] = typer.Argument(..., help=FILES_HELP, show_default=False),
+    ra: float = typer.Option(None, '--ra', show_default=False,
+                             help='Search around this RA (degrees); default: the RA-MNT header.'),
+    dec: float = typer.Option(None, '--dec', show_default=False,
+                              help='Search around this Dec (degrees); default: DEC-MNT.'),
+    radius: float = typer.Option(None, '--radius', show_default=False,
+                                 help='Search radius in degrees around the hint [default: 15].'),
+    timeout: float = typer.Option(60, '--timeout', min=1,
+                                  help='Seconds (wall-clock) one file may take.'),
+    jobs: int = typer.Option(None, '--jobs', '-j', min=1, show_default=False,
+                             help='Files to solve at once [default: the number of cores].'),
+    overwrite: bool = typer.Option(False, '--overwrite',
+                                   help='Solve again files that already have a WCS.'),
+    index_dir: list[str] = typer.Option(None, '--index-dir', show_default=False,
+                                        help='Use the index files in this directory '
+                                             '(repeat for more) instead of the system ones.'),
+    config: str = typer.Option(None, '--config', show_default=False,
+                               help='Use this astrometry.net backend config file.'),
+):
+    """Plate-solve FITS files with astrometry.net and write the WCS into each.
+
+    Solves in parallel and prints one NDJSON result per file as it finishes:
+    filename, solved, solved_file, ra and dec of the centre (degrees),
+    pixel_scale (arcsec/pixel), rotation (degrees), field_width and
+    field_height (degrees), skipped (already solved), seconds. A file that
+    does not solve gives {"solved": false, "error": ...} and the exit status
+    is 1. fpacked files are solved and stay fpacked.
+
+    Examples:
+
+      panoptes fits solve night/*.fits.fz
+
+      panoptes fits solve --timeout 120 --jobs 2 --index-dir ~/astrometry unsolved.fits
+
+      panoptes fits solve --ra 303.2 --dec 46.0 --radius 5 tiny.fits
+    """
+    import contextlib
+
+    from panoptes_cli.images.fits import solve_fields
+
+    if (ra is None) != (dec is None):
+        raise typer.BadParameter('give both --ra and --dec, or neither')
+    options = {'timeout': timeout, 'skip_solved': not overwrite}
+    if ra is not None:
+        options.update(ra=ra, dec=dec)
+    if radius is not None:
+        options['radius'] = radius
+    if index_dir:
+        options['index_dir'] = index_dir
+    if config:
+        options['--config'] = config
+    paths = output.read_paths(files)
+    failures = 0
+    with output.progress(len(paths), 'Solving') as advance, contextlib.closing(
+            solve_fields(paths, jobs=jobs, **options)) as results:
+        for result in results:
+            output.emit_record(result)
+            if not result['solved']:
+                failures += 1
+                output.report_error(ValueError(result['error']))
+            advance()
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def wcs(
+    file: str = typer.Argument(..., help='A plate-solved FITS file.', show_default=False),
+):
+    """Print the WCS of a plate-solved FITS file as JSON, as astrometry.net's wcsinfo gives it.
+
+    Includes ra_center, dec_center (degrees), pixscale (arcsec/pixel),
+    orientation (degrees), fieldw, fieldh (in fieldunits), imagew, imageh.
+
+    Examples:
+
+      panoptes fits wcs solved.fits.fz
+
+      panoptes fits wcs solved.fits.fz | jq .pixscale
+    """
+    from panoptes_cli.images.fits import get_wcsinfo
+
+    output.emit_json(get_wcsinfo(file))
