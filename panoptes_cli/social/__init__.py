@@ -1,1 +1,1 @@
-"""panoptes_cli.social (being built)."""
+"""Social messaging sinks: post observatory messages to chat services (Slack)."""
