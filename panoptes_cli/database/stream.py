@@ -112,8 +112,12 @@ def _batches(stream: BinaryIO, batch_size: int) -> Iterator[list[tuple]]:
 
 def _read_lines(read) -> Iterator[list[bytes]]:
     """Yield the whole lines each read completes (an unterminated last line at the end)."""
+    # A byte order mark some editors put at the start is not part of the JSON.
     pending = b''
+    start = True
     while chunk := read(_CHUNK_SIZE):
+        if start:
+            chunk, start = chunk.removeprefix(b'\xef\xbb\xbf'), False
         lines = (pending + chunk).split(b'\n')
         pending = lines.pop()
         if lines:
@@ -124,7 +128,7 @@ def _read_lines(read) -> Iterator[list[bytes]]:
 
 def _decode(number: int, line: bytes) -> tuple:
     try:
-        return number, json.loads(line), None
+        return number, json.loads(line.decode()), None
     except UnicodeDecodeError:
         return number, None, InvalidDeserialization(f'line {number}: not UTF-8 text')
     except json.JSONDecodeError as err:

@@ -1,0 +1,167 @@
+"""The JSON-lines file store: panoptes-utils' layout, crashes, atomic current records."""
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from panoptes_cli.database import PanDB, PanFileDB
+
+
+@pytest.fixture
+def db():
+    return PanFileDB(db_name='panoptes_testing')
+
+
+@pytest.fixture
+def logged_warnings():
+    from panoptes_cli.logging import logger
+
+    messages = []
+    logger.enable('panoptes_cli')
+    sink = logger.add(lambda message: messages.append(message.record['message']), level='WARNING')
+    yield messages
+    logger.remove(sink)
+    logger.disable('panoptes_cli')
+
+
+def collection_file(db, name='weather') -> Path:
+    return Path(db.storage_dir, f'{name}.json')
+
+
+def test_layout(db, isolated_env):
+    assert Path(db.storage_dir) == isolated_env / 'json_store' / 'panoptes_testing'
+    first = db.insert('weather', {'temp': 1})
+    second = db.insert_current('weather', {'temp': 2})
+    lines = collection_file(db).read_text().splitlines()
+    assert [json.loads(line)['_id'] for line in lines] == [first, second]
+    assert json.loads(lines[0]) == {'_id': first, 'type': 'weather',
+                                    'date': json.loads(lines[0])['date'], 'data': {'temp': 1}}
+    current = Path(db.storage_dir, 'current_weather.json').read_text()
+    assert current == lines[1] + '\n'
+    assert sorted(p.name for p in Path(db.storage_dir).iterdir()) == [
+        'current_weather.json', 'weather.json']
+
+
+def test_storage_dir(isolated_env):
+    db = PanFileDB(db_name='panoptes_testing', storage_dir='elsewhere')
+    db.insert('weather', {'temp': 1})
+    assert (isolated_env / 'elsewhere' / 'panoptes_testing' / 'weather.json').exists()
+
+
+def test_reads_a_store_written_by_panoptes_utils(db):
+    # Lines as panoptes-utils 0.2.29 writes them: other key order, its
+    # insert_current wrapping a record in another.
+    old = [
+        {'_id': 'c15f25f7-fa73-4462-b32f-e31757a233d7', 'data': {'temp': 12.5, 'ha': '42 deg'},
+         'type': 'weather', 'date': '2023-11-23T19:35:10.774'},
+        {'_id': 'f431e593-15a4-4125-8c81-28ed4aa7fa1f',
+         'data': {'_id': 'c15f25f7-fa73-4462-b32f-e31757a233d7', 'data': {'temp': 12.5},
+                  'type': 'weather', 'date': '2023-11-23T19:35:10.774'},
+         'type': 'weather', 'date': '2023-11-23T19:35:10.776'},
+    ]
+    collection_file(db).write_text(''.join(json.dumps(r) + '\n' for r in old))
+    Path(db.storage_dir, 'current_weather.json').write_text(json.dumps(old[0]) + '\n')
+    found = db.find('weather', 'c15f25f7-fa73-4462-b32f-e31757a233d7')
+    assert found['data']['ha'].value == 42
+    assert db.find('weather', 'f431e593-15a4-4125-8c81-28ed4aa7fa1f')['data']['data'] == {'temp': 12.5}
+    assert db.get_current('weather')['_id'] == old[0]['_id']
+    assert [r['_id'] for r in db.find('weather', since='2023-11-23T19:35:10.775')] == [old[1]['_id']]
+    # New records go on after the old ones.
+    new = db.insert('weather', {'temp': 3})
+    assert [r['_id'] for r in db.find('weather')][0] == new
+
+
+def test_torn_last_line_is_skipped_then_healed(db, logged_warnings):
+    ids = [db.insert('weather', {'temp': t}) for t in range(3)]
+    path = collection_file(db)
+    whole = path.read_bytes()
+    # A crash in the middle of writing the last record.
+    path.write_bytes(whole[:-25])
+    assert [r['_id'] for r in db.find('weather')] == ids[1::-1]
+    assert db.find('weather', ids[0])['data'] == {'temp': 0}
+    assert db.find('weather', ids[2]) is None
+    assert any('line 3: not a whole JSON record' in m for m in logged_warnings)
+    # The next record starts on a line of its own and is readable.
+    fourth = db.insert('weather', {'temp': 3})
+    lines = path.read_bytes().split(b'\n')
+    assert lines[2] == whole.split(b'\n')[2][:-24] and lines[4] == b''
+    assert [r['_id'] for r in db.find('weather')] == [fourth, ids[1], ids[0]]
+    assert db.find('weather', fourth)['data'] == {'temp': 3}
+
+
+def test_garbage_lines_are_skipped(db, logged_warnings):
+    first = db.insert('weather', {'temp': 1})
+    with open(collection_file(db), 'a') as handle:
+        handle.write('\n\n{"half": \n[1, 2]\n')
+    second = db.insert('weather', {'temp': 2})
+    assert [r['_id'] for r in db.find('weather')] == [second, first]
+    assert len(logged_warnings) == 2
+
+
+def test_truncated_to_nothing(db):
+    db.insert('weather', {'temp': 1})
+    collection_file(db).write_bytes(b'')
+    assert list(db.find('weather')) == []
+    assert db.find('weather', 'x') is None
+
+
+def test_corrupt_current_record(db, logged_warnings):
+    Path(db.storage_dir, 'current_weather.json').write_text('{"_id": "abc", "da')
+    assert db.get_current('weather') is None
+    assert logged_warnings
+
+
+def test_current_is_replaced_atomically(db):
+    db.insert_current('weather', {'temp': 1})
+    path = Path(db.storage_dir, 'current_weather.json')
+    with open(path) as old_reader:
+        db.insert_current('weather', {'temp': 2})
+        # A reader of the old file still sees the whole old record.
+        assert json.loads(old_reader.read())['data'] == {'temp': 1}
+    assert db.get_current('weather')['data'] == {'temp': 2}
+    assert not list(Path(db.storage_dir).glob('.*'))
+
+
+def test_failed_write_leaves_nothing(db, monkeypatch):
+    db.insert('weather', {'temp': 1})
+    before = collection_file(db).read_bytes()
+    real_write = os.write
+    calls = []
+
+    def disk_full(fd, data):
+        calls.append(data)
+        if len(calls) == 1:
+            return real_write(fd, data[:10])
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(os, 'write', disk_full)
+    with pytest.raises(OSError, match='No space'):
+        db.insert_many('weather', [{'temp': 2}, {'temp': 3}])
+    monkeypatch.undo()
+    assert collection_file(db).read_bytes() == before
+
+
+def test_failed_current_leaves_no_temp_file(db, monkeypatch):
+    db.insert_current('weather', {'temp': 1})
+
+    def fail(*args):
+        raise OSError(errno.EROFS, 'Read-only file system')
+
+    monkeypatch.setattr(os, 'replace', fail)
+    with pytest.raises(OSError):
+        db.insert_current('weather', {'temp': 2}, store_permanently=False)
+    monkeypatch.undo()
+    assert db.get_current('weather')['data'] == {'temp': 1}
+    assert sorted(p.name for p in Path(db.storage_dir).iterdir()) == [
+        'current_weather.json', 'weather.json']
+
+
+def test_erase_removes_the_folder(db):
+    db.insert_current('weather', {'temp': 1})
+    PanDB.permanently_erase_database('file', 'panoptes_testing', really='Yes', dangerous='Totally')
+    assert not Path(db.storage_dir).exists()
+    # Erasing what is not there is fine.
+    PanFileDB.permanently_erase_database('panoptes_testing')
