@@ -1,6 +1,126 @@
 """``panoptes cr2``: Canon CR2 raw frames: convert and read EXIF."""
 
+import os
+from enum import Enum
+from pathlib import Path
+
 import typer
+
+from panoptes_cli.commands import output
 
 NAME = 'cr2'
 app = typer.Typer(help='Canon CR2 raw frames: convert and read EXIF.', no_args_is_help=True)
+
+
+class Target(str, Enum):
+    fits = 'fits'
+    pgm = 'pgm'
+    jpg = 'jpg'
+
+
+class Decoder(str, Enum):
+    auto = 'auto'
+    rawpy = 'rawpy'
+    dcraw = 'dcraw'
+
+
+# What each conversion runs, checked once before a batch starts.
+_PROGRAMS = {'fits': ['exiftool'], 'pgm': ['dcraw'], 'jpg': ['exiftool']}
+
+
+@app.command('convert')
+def convert(
+    files: list[str] = typer.Argument(..., metavar='FILE...',
+                                      help="CR2 files; '-' reads file names from stdin."),
+    to: Target = typer.Option(Target.fits, '--to', help='Output format: fits, pgm or jpg.'),
+    output_dir: Path = typer.Option(None, '--output-dir', '-o', file_okay=False,
+                                    help='Write outputs there (default: beside each CR2).'),
+    overwrite: bool = typer.Option(False, '--overwrite', help='Replace existing outputs.'),
+    remove_cr2: bool = typer.Option(False, '--remove-cr2',
+                                    help='Delete each CR2 once its output is complete.'),
+    jobs: int = typer.Option(0, '--jobs', '-j', min=0,
+                             help='Files converted at once (default: number of cores).'),
+    decoder: Decoder = typer.Option(Decoder.auto, '--decoder',
+                                    help='Pixel decoder for fits/jpg: auto (LibRaw, then '
+                                         'dcraw), rawpy or dcraw.'),
+):
+    """Convert CR2 raw frames to FITS (default), PGM or a pretty JPG.
+
+    x.cr2 becomes x.fits (x.pgm, x.jpg) beside it, or in --output-dir. One
+    NDJSON line per file, in the order given: {"file": ..., "output": ...}.
+    A file that fails is reported on stderr as "Error: FILE: why" and the
+    others go on; the exit status is then 1. Nothing half-written is left.
+
+    FITS: the raw Bayer pixels (as `dcraw -t 0 -D -4` gives them), decoded in
+    process by LibRaw (rawpy), with dcraw as the fallback; EXPTIME, ISO,
+    DATE-OBS, CAMSN and FILTER=RGGB come from the EXIF (exiftool). PGM: dcraw's
+    own output. JPG: a colour picture with an asinh stretch and a title.
+
+    Needs exiftool (Debian: libimage-exiftool-perl); dcraw for --to pgm.
+
+    Examples:
+
+      panoptes cr2 convert 20160909T081152.cr2
+
+      panoptes cr2 convert --to jpg --output-dir /var/www/latest *.cr2
+
+      find . -name '*.cr2' | panoptes cr2 convert --remove-cr2 -
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from panoptes_cli.images import find_program
+    from panoptes_cli.images.cr2 import convert as convert_cr2
+
+    paths = output.read_paths(files)
+    for program in _PROGRAMS[to.value] + (['dcraw'] if decoder is Decoder.dcraw else []):
+        find_program(program)
+    if output_dir is not None and not output_dir.is_dir():
+        raise FileNotFoundError(2, 'No such directory', os.fspath(output_dir))
+
+    def work(path):
+        try:
+            return convert_cr2(path, to=to.value, output_dir=output_dir, overwrite=overwrite,
+                               remove_cr2=remove_cr2, decoder=decoder.value)
+        except FileExistsError as exc:
+            raise FileExistsError(exc.errno, f'{exc.strerror}; pass --overwrite to replace it',
+                                  exc.filename) from None
+
+    workers = jobs or os.cpu_count() or 1
+    with output.Batch() as batch, output.progress(len(paths), 'Converting') as advance, \
+            ThreadPoolExecutor(max_workers=min(workers, max(1, len(paths)))) as pool:
+        futures = [pool.submit(work, path) for path in paths]
+        for path, future in zip(paths, futures):
+            with batch.item(path):
+                try:
+                    result = future.result()
+                finally:
+                    advance()
+                output.emit_record({'file': path, 'output': result})
+
+
+@app.command('exif')
+def exif(
+    files: list[str] = typer.Argument(..., metavar='FILE...',
+                                      help="CR2 (or any image) files; '-' reads names from stdin."),
+):
+    """Print the EXIF of CR2 files as NDJSON, one object per file (exiftool's tag names).
+
+    exiftool runs once for many files. A file that cannot be read is reported
+    on stderr as "Error: FILE: why" and the others go on; the exit status is then 1.
+    Needs exiftool (Debian: libimage-exiftool-perl).
+
+    Examples:
+
+      panoptes cr2 exif 20160909T081152.cr2
+
+      panoptes cr2 exif *.cr2 | jq -r '[.FileName, .ExposureTime, .ISO] | @tsv'
+    """
+    from panoptes_cli.images.cr2 import read_exif_batch
+
+    paths = output.read_paths(files)
+    with output.Batch() as batch:
+        for path, result in read_exif_batch(paths):
+            with batch.item(path):
+                if isinstance(result, Exception):
+                    raise result
+                output.emit_record(result)

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from panoptes_cli.error import IllegalValue, InvalidSystemCommand, Timeout
+from panoptes_cli.error import IllegalValue, InvalidSystemCommand, NotFound, Timeout
 from panoptes_cli.logging import logger
 
 # The Debian package that installs each external program the images tools run.
@@ -40,8 +40,14 @@ DEBIAN_PACKAGES = {'dcraw': 'dcraw', 'exiftool': 'libimage-exiftool-perl', 'ffmp
 PathLike = str | os.PathLike
 
 
-def _find_program(name: str) -> str:
-    """Return the full path of an external program, or say how to install it."""
+def find_program(name: str) -> str:
+    """Return the full path of an external program, or say how to install it.
+
+    >>> find_program('no-such-program-here')
+    Traceback (most recent call last):
+    ...
+    panoptes_cli.error.InvalidSystemCommand: InvalidSystemCommand: no-such-program-here is not installed (or not on PATH); install it with: sudo apt-get install no-such-program-here
+    """
     path = shutil.which(name)
     if path is None:
         package = DEBIAN_PACKAGES.get(os.path.basename(name), os.path.basename(name))
@@ -89,6 +95,24 @@ def _atomic_path(target: PathLike, overwrite: bool):
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+
+
+def read_image(fname: PathLike):
+    """Return the pixels of a FITS image (``.fits``, ``.fits.fz``) or a CR2 raw frame.
+
+    >>> from pathlib import Path
+    >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data'
+    >>> read_image(SHARED / 'tiny.fits').shape, read_image(SHARED / 'cr2' / 'synthetic.cr2').shape
+    ((200, 200), (348, 520))
+    """
+    path = Path(fname)
+    if _image_kind(path) == '.cr2':
+        from panoptes_cli.images.cr2 import read_cr2
+
+        return read_cr2(path)
+    from panoptes_cli.images.fits import getdata
+
+    return getdata(path)
 
 
 def crop_data(data, box_width: int = 200, center=None, data_only: bool = True, wcs=None,
@@ -544,8 +568,9 @@ def make_timelapse(directory: PathLike, fn_out: PathLike | None = None,
             excludes any pointing images. The pattern is relative to ``directory``.
         overwrite (bool, optional): Overwrite timelapse if exists, default False.
         timeout (int): Timeout for making movie, default 60 seconds.
-        **kwargs: ``fps`` (frames per second, default 3) and ``progress`` (a callable
-            given the number of frames encoded so far, from ffmpeg's ``-progress``).
+        **kwargs: ``fps`` (frames per second, default 3) and ``progress``, a callable
+            given the number of frames encoded so far and the total, as ffmpeg's
+            ``-progress`` output reports them.
 
     Returns:
         str: Name of output file.
@@ -553,7 +578,8 @@ def make_timelapse(directory: PathLike, fn_out: PathLike | None = None,
     Raises:
         error.InvalidSystemCommand: ffmpeg is not found, or it failed.
         FileExistsError: ``fn_out`` already exists and ``overwrite=False``.
-        FileNotFoundError: ``directory`` does not exist, or no file matches the pattern.
+        FileNotFoundError: ``directory`` does not exist.
+        error.NotFound: No file matches the pattern.
         error.Timeout: ffmpeg took longer than ``timeout``.
     """
     directory = Path(directory)
@@ -562,11 +588,10 @@ def make_timelapse(directory: PathLike, fn_out: PathLike | None = None,
     fn_out = Path(fn_out) if fn_out is not None else timelapse_path(directory)
     if fn_out.exists() and not overwrite:
         raise FileExistsError(17, 'File exists', os.fspath(fn_out))
-    ffmpeg = _find_program('ffmpeg')
-    frames = sorted(glob.glob(os.path.join(glob.escape(os.fspath(directory)), glob_pattern)))
+    ffmpeg = find_program('ffmpeg')
+    frames = timelapse_frames(directory, glob_pattern)
     if not frames:
-        raise FileNotFoundError(2, f'No images match {glob_pattern!r} in',
-                                os.fspath(directory))
+        raise NotFound(f'No images match {glob_pattern!r} in {directory}')
 
     fps = kwargs.get('fps', 3)
     with contextlib.ExitStack() as stack:
@@ -587,8 +612,14 @@ def make_timelapse(directory: PathLike, fn_out: PathLike | None = None,
             '-progress', 'pipe:1', '-nostats', '-f', 'mp4', os.fspath(temp),
         ]
         logger.debug(f'Timelapse command: {command}')
-        _run_ffmpeg(command, timeout, kwargs.get('progress'), fn_out)
+        _run_ffmpeg(command, timeout, kwargs.get('progress'), len(frames), fn_out)
     return str(fn_out)
+
+
+def timelapse_frames(directory: PathLike,
+                     glob_pattern: str = '20[1-9][0-9]*T[0-9]*.jpg') -> list[str]:
+    """Return the images of ``directory`` matching ``glob_pattern``, in name (time) order."""
+    return sorted(glob.glob(os.path.join(glob.escape(os.fspath(directory)), glob_pattern)))
 
 
 def _concat_quote(path: str) -> str:
@@ -596,8 +627,8 @@ def _concat_quote(path: str) -> str:
     return path.replace("'", "'\\''")
 
 
-def _run_ffmpeg(command: list, timeout: float, progress: Callable[[int], None] | None,
-                fn_out: Path) -> None:
+def _run_ffmpeg(command: list, timeout: float, progress: Callable[[int, int], None] | None,
+                total: int, fn_out: Path) -> None:
     """Run ffmpeg, report its ``-progress`` frame counts, enforce the timeout."""
     import threading
 
@@ -612,7 +643,7 @@ def _run_ffmpeg(command: list, timeout: float, progress: Callable[[int], None] |
             for line in proc.stdout:
                 key, _, value = line.strip().partition('=')
                 if key == 'frame' and progress is not None and value.isdigit():
-                    progress(int(value))
+                    progress(min(int(value), total), total)
             proc.wait()
         except BaseException:
             proc.kill()
@@ -632,4 +663,4 @@ def _run_ffmpeg(command: list, timeout: float, progress: Callable[[int], None] |
 
 
 __all__ = ['crop_data', 'mask_saturated', 'make_pretty_image', 'make_timelapse',
-           'pretty_image_path', 'timelapse_path']
+           'pretty_image_path', 'read_image', 'timelapse_path', 'timelapse_frames']

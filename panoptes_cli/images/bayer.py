@@ -334,12 +334,9 @@ def get_rgb_background(fits_fn, box_size=(84, 84), filter_size=(3, 3), camera_bi
     masked, as documented (the manual's version counted the other colours'
     pixels as masked too).
 
-    >>> import numpy as np
     >>> from pathlib import Path
-    >>> import panoptes_cli
     >>> from panoptes_cli.images import fits as fits_utils
-    >>> from panoptes_cli.images.bayer import get_rgb_background
-    >>> fits_fn = Path(panoptes_cli.__file__).parents[2] / 'shared' / 'data' / 'solved.fits.fz'
+    >>> fits_fn = Path(__file__).resolve().parents[3] / 'shared' / 'data' / 'solved.fits.fz'
     >>> data = fits_utils.getdata(fits_fn)
     >>> round(float(data.mean()), 3)
     2236.817
@@ -378,6 +375,18 @@ def get_rgb_background(fits_fn, box_size=(84, 84), filter_size=(3, 3), camera_bi
     Raises:
         IllegalValue: An unknown estimator or interpolator, or data that is not 2D.
     """
+    backgrounds, boxes, shape = _channel_backgrounds(
+        fits_fn, box_size=box_size, filter_size=filter_size, camera_bias=camera_bias,
+        estimator=estimator, interpolator=interpolator, sigma=sigma, iters=iters,
+        exclude_percentile=exclude_percentile, **kwargs)
+    if return_separate:
+        return backgrounds
+    return _full_background(backgrounds, boxes, shape)
+
+
+def _channel_backgrounds(fits_fn, box_size, filter_size, camera_bias, estimator, interpolator,
+                         sigma, iters, exclude_percentile, **kwargs):
+    """Run Background2D on each channel's plane; return them, their boxes and the frame shape."""
     from astropy.stats import SigmaClip
     from photutils.background import Background2D
 
@@ -414,11 +423,14 @@ def get_rgb_background(fits_fn, box_size=(84, 84), filter_size=(3, 3), camera_bi
             plane, boxes[colour], filter_size=filter_size,
             sigma_clip=SigmaClip(sigma=sigma, maxiters=iters), bkg_estimator=bkg_estimator,
             exclude_percentile=exclude_percentile, **kwargs))
+    return backgrounds, boxes, (full_height, full_width)
 
-    if return_separate:
-        return backgrounds
 
-    full = np.empty((full_height, full_width), dtype=np.float64)
+def _full_background(backgrounds: list, boxes: dict, shape: tuple) -> np.ndarray:
+    """Assemble the full-frame background: each pixel gets its own channel's background."""
+    full_height, full_width = shape
+    height, width = full_height - full_height % 2, full_width - full_width % 2
+    full = np.empty(shape, dtype=np.float64)
     for colour, bkg in zip('RGB', backgrounds):
         plane_shape = (height // 2 if colour != 'G' else height, width // 2)
         _fill_frame(full[:height, :width], colour,
@@ -429,6 +441,51 @@ def get_rgb_background(fits_fn, box_size=(84, 84), filter_size=(3, 3), camera_bi
     if full_width != width:
         full[:, -1] = full[:, -3]
     return full
+
+
+def background_summary(fits_fn, output=None, overwrite: bool = False, **kwargs) -> dict:
+    """Return each channel's background level and RMS (medians over the frame) and their mean.
+
+    With ``output``, the full-frame background (as :func:`get_rgb_background`
+    returns it) is also written there as FITS (atomically).
+
+    >>> from pathlib import Path
+    >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data'
+    >>> summary = background_summary(SHARED / 'solved.fits.fz')
+    >>> {colour: round(values['rms'], 1) for colour, values in summary['channels'].items()}
+    {'r': 20.6, 'g': 32.8, 'b': 23.8}
+    >>> round(summary['channels']['g']['level'], 1)
+    2240.7
+
+    Args:
+        fits_fn: A FITS file (or CR2 raw frame), or the image data.
+        output: Where to write the background FITS, default nowhere.
+        overwrite: Replace an existing ``output``, default False.
+        **kwargs: The options of :func:`get_rgb_background`.
+
+    Returns:
+        dict: ``channels`` (``r``, ``g``, ``b``: ``level``, ``rms``), ``mean`` (of the
+        full background) and ``output`` (the FITS written, or None).
+    """
+    options = dict(box_size=(84, 84), filter_size=(3, 3), camera_bias=0, estimator='mean',
+                   interpolator='zoom', sigma=5, iters=5, exclude_percentile=100)
+    options.update(kwargs)
+    backgrounds, boxes, shape = _channel_backgrounds(fits_fn, **options)
+    full = _full_background(backgrounds, boxes, shape)
+    if output is not None:
+        from panoptes_cli.images.fits import write_fits
+
+        write_fits(full.astype(np.float32), {'BUNIT': ('adu', 'RGB background, per channel'),
+                                             'BKGBOX': (str(tuple(options['box_size'])),
+                                                        'Background box (full-frame pixels)')},
+                   output, overwrite=overwrite)
+    return {
+        'channels': {colour: {'level': float(bkg.background_median),
+                              'rms': float(bkg.background_rms_median)}
+                     for colour, bkg in zip('rgb', backgrounds)},
+        'mean': float(full.mean()),
+        'output': None if output is None else str(output),
+    }
 
 
 def _zoom_matrix(n_mesh: int, factor: int, n_out: int) -> np.ndarray:
@@ -455,7 +512,7 @@ def _spline_zoom(mesh: np.ndarray, box: tuple, shape: tuple) -> np.ndarray:
 
 def _load_frame(fits_fn) -> np.ndarray:
     if isinstance(fits_fn, np.ndarray):
-        return np.asarray(fits_fn)
-    from panoptes_cli.images.fits import getdata
+        return fits_fn
+    from panoptes_cli.images import read_image
 
-    return np.asarray(getdata(str(fits_fn)))
+    return np.asarray(read_image(fits_fn))

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from panoptes_cli.error import IllegalValue, InvalidSystemCommand, PanError, Timeout
-from panoptes_cli.images import _atomic_path, _find_program
+from panoptes_cli.images import _atomic_path, find_program
 from panoptes_cli.logging import logger
 
 PathLike = str | os.PathLike
@@ -81,7 +81,7 @@ def read_cr2(cr2_fname: PathLike, decoder: str = 'auto', dcraw: str = 'dcraw',
     >>> read_cr2(SHARED / 'canon-eos350d-metadata-only.cr2')
     Traceback (most recent call last):
     ...
-    panoptes_cli.images.cr2.UndecodableRaw: UndecodableRaw: Cannot decode .../canon-eos350d-metadata-only.cr2: ...
+    panoptes_cli.images.cr2.UndecodableRaw: UndecodableRaw: .../canon-eos350d-metadata-only.cr2: cannot decode: LibRaw: Unsupported file format or not RAW file; dcraw: Cannot decode file ...
 
     Args:
         cr2_fname: The CR2 file.
@@ -100,6 +100,7 @@ def read_cr2(cr2_fname: PathLike, decoder: str = 'auto', dcraw: str = 'dcraw',
         IllegalValue: An unknown decoder.
     """
     path = _existing(cr2_fname)
+    name = os.fspath(cr2_fname)
     if decoder not in ('auto', 'rawpy', 'dcraw'):
         raise IllegalValue(f"Unknown CR2 decoder {decoder!r}; use 'auto', 'rawpy' or 'dcraw'")
     reasons = []
@@ -116,13 +117,13 @@ def read_cr2(cr2_fname: PathLike, decoder: str = 'auto', dcraw: str = 'dcraw',
                 raise
             reasons.append(f'LibRaw: {exc.msg}')
         if decoder == 'auto' and not _has_program(dcraw):
-            raise UndecodableRaw(f'Cannot decode {path}: {"; ".join(reasons)} '
-                                 '(dcraw, the fallback, is not installed)')
+            raise UndecodableRaw(f'{name}: cannot decode: {"; ".join(reasons)}; dcraw, the '
+                                 'fallback, is not installed: sudo apt-get install dcraw')
     try:
         return _decode_with_dcraw(path, dcraw, timeout)
     except UndecodableRaw as exc:
         reasons.append(f'dcraw: {exc.msg}')
-        raise UndecodableRaw(f'Cannot decode {path}: {"; ".join(reasons)}') from None
+        raise UndecodableRaw(f'{name}: cannot decode: {"; ".join(reasons)}') from None
 
 
 def _has_program(name: str) -> bool:
@@ -146,14 +147,14 @@ def _decode_with_rawpy(path: Path) -> np.ndarray:
 
 
 def _decode_with_dcraw(path: Path, dcraw: str, timeout: float | None) -> np.ndarray:
-    program = _find_program(dcraw)
+    program = find_program(dcraw)
     command = [program, *DCRAW_OPTIONS, '-c', os.fspath(path)]
     logger.debug(f'Decoding {path} with {command}')
     try:
         done = subprocess.run(command, capture_output=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise Timeout(f'Decoding {path}: dcraw took more than {timeout} s') from None
+        raise Timeout(f'{path}: decoding with dcraw took more than {timeout} s') from None
     if done.returncode != 0 or not done.stdout:
         message = done.stderr.decode(errors='replace').strip().splitlines()
         raise UndecodableRaw(message[-1] if message else f'exit status {done.returncode}')
@@ -191,8 +192,9 @@ def cr2_to_pgm(cr2_fname: PathLike, pgm_fname: PathLike | None = None, overwrite
         UndecodableRaw: dcraw cannot decode the file.
     """
     path = _existing(cr2_fname)
+    name = os.fspath(cr2_fname)
     target = Path(pgm_fname) if pgm_fname is not None else path.with_suffix('.pgm')
-    program = _find_program(dcraw)
+    program = find_program(dcraw)
     with _atomic_path(target, overwrite) as temp:
         with open(temp, 'wb') as stream:
             try:
@@ -200,10 +202,10 @@ def cr2_to_pgm(cr2_fname: PathLike, pgm_fname: PathLike | None = None, overwrite
                                       stdout=stream, stderr=subprocess.PIPE, timeout=timeout,
                                       stdin=subprocess.DEVNULL)
             except subprocess.TimeoutExpired:
-                raise Timeout(f'Converting {path}: dcraw took more than {timeout} s') from None
+                raise Timeout(f'{name}: converting with dcraw took more than {timeout} s') from None
         if done.returncode != 0 or temp.stat().st_size == 0:
             message = done.stderr.decode(errors='replace').strip().splitlines()
-            raise UndecodableRaw(f'Cannot decode {path}: dcraw: '
+            raise UndecodableRaw(f'{name}: cannot decode: dcraw: '
                                  f"{message[-1] if message else f'exit status {done.returncode}'}")
     return str(target)
 
@@ -294,7 +296,7 @@ class _ExifReader:
 
     def __init__(self, fname: Path, exiftool: str):
         self.fname = fname
-        self.proc = subprocess.Popen([_find_program(exiftool), '-j', os.fspath(fname)],
+        self.proc = subprocess.Popen([find_program(exiftool), '-j', os.fspath(fname)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL)
 
@@ -304,17 +306,17 @@ class _ExifReader:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.communicate()
-            raise Timeout(f'Reading EXIF of {self.fname}: exiftool took more than {timeout} s')
+            raise Timeout(f'{self.fname}: reading EXIF: exiftool took more than {timeout} s')
         try:
             records = json.loads(out.decode('utf-8', errors='replace'))
         except json.JSONDecodeError:
             message = err.decode(errors='replace').strip().splitlines()
             raise InvalidSystemCommand(
-                f'Reading EXIF of {self.fname}: exiftool failed: '
+                f'{self.fname}: reading EXIF: exiftool failed: '
                 f"{message[-1] if message else f'exit status {self.proc.returncode}'}") from None
         exif = records[0] if records else {}
         if 'Error' in exif:
-            raise IllegalValue(f"Reading EXIF of {self.fname}: {exif['Error']}")
+            raise IllegalValue(f"{self.fname}: cannot read EXIF: {exif['Error']}")
         return exif
 
     def cancel(self) -> None:
@@ -501,3 +503,106 @@ def cr2_to_fits(cr2_fname: PathLike, fits_fname: PathLike | None = None, overwri
     if remove_cr2:
         path.unlink()
     return str(target)
+
+
+CONVERSIONS = ('fits', 'pgm', 'jpg')
+
+
+def convert(cr2_fname: PathLike, to: str = 'fits', output_dir: PathLike | None = None,
+            overwrite: bool = False, remove_cr2: bool = False, **kwargs) -> str:
+    """Convert a CR2 file to FITS (:func:`cr2_to_fits`), PGM (:func:`cr2_to_pgm`) or a
+    pretty JPG (:func:`panoptes_cli.images.make_pretty_image`).
+
+    The output is ``x.fits``, ``x.pgm`` or ``x.jpg`` for ``x.cr2``, beside it
+    unless ``output_dir`` is given. The CR2 is removed, if asked, only once the
+    output is complete.
+
+    >>> import shutil
+    >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data' / 'cr2'
+    >>> cr2 = shutil.copy(SHARED / 'synthetic.cr2', getfixture('tmp_path'))
+    >>> os.path.basename(convert(cr2, to='jpg'))
+    'synthetic.jpg'
+    >>> os.path.basename(convert(cr2, to='fits', remove_cr2=True)), os.path.exists(cr2)
+    ('synthetic.fits', False)
+
+    Args:
+        cr2_fname: The CR2 file.
+        to: 'fits' (default), 'pgm' or 'jpg'.
+        output_dir: Where to write the output (must exist), default beside the CR2.
+        overwrite: Replace an existing output, default False.
+        remove_cr2: Remove the CR2 after a successful conversion, default False.
+        **kwargs: Passed to the conversion (e.g. ``decoder``, ``headers``, ``title``).
+
+    Returns:
+        str: The output file.
+
+    Raises:
+        FileExistsError: The output exists and ``overwrite=False``.
+        IllegalValue: ``to`` is not one of the above.
+    """
+    if to not in CONVERSIONS:
+        raise IllegalValue(f"Unknown conversion {to!r}; use one of {', '.join(CONVERSIONS)}")
+    path = _existing(cr2_fname)
+    target = cr2_fits_path(path, output_dir, suffix=f'.{to}')
+    if output_dir is not None and not Path(output_dir).is_dir():
+        raise FileNotFoundError(2, 'No such directory', os.fspath(output_dir))
+    # Before any work: every conversion refuses to replace its output unless asked.
+    if target.exists() and not overwrite:
+        raise FileExistsError(17, 'File exists', os.fspath(target))
+    if to == 'fits':
+        return cr2_to_fits(path, target, overwrite=overwrite, remove_cr2=remove_cr2, **kwargs)
+    if to == 'pgm':
+        output = cr2_to_pgm(path, target, overwrite=overwrite, dcraw=kwargs.get('dcraw', 'dcraw'),
+                            timeout=kwargs.get('timeout'))
+    else:
+        from panoptes_cli.images import make_pretty_image
+
+        output = make_pretty_image(path, title=kwargs.get('title'),
+                                   timeout=kwargs.get('timeout') or 15, img_type='.cr2',
+                                   jpg_fname=target, overwrite=overwrite)
+    if remove_cr2:
+        path.unlink()
+    return output
+
+
+def read_exif_batch(fnames: list[PathLike], exiftool: str = 'exiftool', chunk_size: int = 200):
+    """Read the EXIF of many files with one exiftool run per ``chunk_size`` files.
+
+    exiftool takes a while to start, so this is much faster than calling
+    :func:`read_exif` for each file. Yields ``(fname, exif)`` in the order given,
+    where ``exif`` is the dict :func:`read_exif` returns, or the exception that
+    reading that file raised.
+
+    >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data' / 'cr2'
+    >>> for name, exif in read_exif_batch([SHARED / 'synthetic.cr2', SHARED / 'nothing.cr2']):
+    ...     print(os.path.basename(name), exif['ISO'] if isinstance(exif, dict) else repr(exif))
+    synthetic.cr2 100
+    nothing.cr2 FileNotFoundError(2, 'No such file')
+    """
+    program = find_program(exiftool)
+    names = [os.fspath(fname) for fname in fnames]
+    for start in range(0, len(names), chunk_size):
+        chunk = names[start:start + chunk_size]
+        existing = [name for name in chunk if os.path.isfile(name)]
+        found = {}
+        if existing:
+            # '-charset filename=utf8' and '--' keep odd names (and names starting
+            # with '-') intact; SourceFile echoes each name as given.
+            done = subprocess.run([program, '-j', '-charset', 'filename=utf8', '--', *existing],
+                                  capture_output=True, stdin=subprocess.DEVNULL)
+            try:
+                records = json.loads(done.stdout.decode('utf-8', errors='replace') or '[]')
+            except json.JSONDecodeError:
+                records = []
+            found = {record.get('SourceFile'): record for record in records}
+            failure = done.stderr.decode(errors='replace').strip().splitlines()
+        for name in chunk:
+            if not os.path.isfile(name):
+                yield name, FileNotFoundError(2, 'No such file', name)
+            elif name not in found:
+                yield name, IllegalValue(f"{name}: cannot read EXIF: exiftool: "
+                                         f"{failure[-1] if failure else 'no EXIF'}")
+            elif 'Error' in found[name]:
+                yield name, IllegalValue(f"{name}: cannot read EXIF: {found[name]['Error']}")
+            else:
+                yield name, found[name]

@@ -149,3 +149,16 @@ def _masked_f4(data: np.ma.MaskedArray, which: str | None) -> np.float64:
 
 
 _MERIT_FUNCTIONS = {'vollath_F4': vollath_F4}
+
+
+def focus_metric_file(fname, merit_function: str | Callable = 'vollath_F4', **kwargs) -> float:
+    """Return :func:`focus_metric` of the pixels of a FITS image or CR2 raw frame.
+
+    >>> from pathlib import Path
+    >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data'
+    >>> round(focus_metric_file(SHARED / 'tiny.fits', axis='y'), 1)
+    8066.2
+    """
+    from panoptes_cli.images import read_image
+
+    return float(focus_metric(read_image(fname), merit_function, **kwargs))
