@@ -26,7 +26,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -636,9 +635,14 @@ def _run_ffmpeg(command: list, timeout: float, progress: Callable[[int, int], No
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors,
                                 stdin=subprocess.DEVNULL, text=True)
         # A watchdog, because reading the progress pipe blocks.
-        timer = threading.Timer(timeout, proc.kill)
+        timed_out = threading.Event()
+
+        def expire():
+            timed_out.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, expire)
         timer.start()
-        started = time.monotonic()
         try:
             for line in proc.stdout:
                 key, _, value = line.strip().partition('=')
@@ -652,13 +656,13 @@ def _run_ffmpeg(command: list, timeout: float, progress: Callable[[int, int], No
         finally:
             timer.cancel()
             proc.stdout.close()
+        if timed_out.is_set():
+            raise Timeout(f'{fn_out}: ffmpeg took more than {timeout} s making the timelapse')
         if proc.returncode != 0:
-            if time.monotonic() - started >= timeout:
-                raise Timeout(f'Making timelapse {fn_out}: ffmpeg took more than {timeout} s')
             errors.seek(0)
             message = errors.read().decode(errors='replace').strip().splitlines()
             raise InvalidSystemCommand(
-                f'Making timelapse {fn_out}: ffmpeg failed (status {proc.returncode}): '
+                f'{fn_out}: ffmpeg failed (status {proc.returncode}): '
                 f"{message[-1] if message else 'no message'}")
 
 
