@@ -165,3 +165,19 @@ def test_erase_removes_the_folder(db):
     assert not Path(db.storage_dir).exists()
     # Erasing what is not there is fine.
     PanFileDB.permanently_erase_database('panoptes_testing')
+
+
+@pytest.mark.parametrize('block_size', [7, 64, 1000, 1 << 20])
+def test_find_by_id_across_blocks(db, monkeypatch, logged_warnings, block_size):
+    monkeypatch.setattr('panoptes_cli.database.file._BLOCK_SIZE', block_size)
+    ids = [db.insert('weather', {'n': n, 'pad': 'x' * (n * 37 % 300)}) for n in range(40)]
+    # An id that also appears in another record's data is not that record.
+    decoy = db.insert('weather', {'note': f'see {ids[5]}'})
+    with open(collection_file(db), 'ab') as handle:
+        handle.write(b'{"_id": "torn')
+    for n, obj_id in enumerate(ids):
+        assert db.find('weather', obj_id)['data']['n'] == n
+    assert db.find('weather', decoy)['data'] == {'note': f'see {ids[5]}'}
+    assert db.find('weather', 'torn') is None
+    assert logged_warnings == ['%s line 42: not a whole JSON record (a write cut short by a '
+                               'crash?); skipped' % collection_file(db)]

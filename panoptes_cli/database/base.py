@@ -20,6 +20,7 @@ True
 import abc
 import json
 import os
+import random
 import re
 import time
 from datetime import date as _date, datetime as _datetime, timedelta, timezone
@@ -40,6 +41,13 @@ _RELATIVE_TIME = re.compile(r'^\s*(\d+(?:\.\d*)?)\s*([smhdw])\s*$')
 _TIME_UNITS = {'s': 'seconds', 'm': 'minutes', 'h': 'hours', 'd': 'days', 'w': 'weeks'}
 _RECORD_KEYS = frozenset(('_id', 'type', 'date', 'data'))
 _DB_CLASSES = {'file': 'PanFileDB', 'memory': 'PanMemoryDB', 'sqlite': 'PanSQLiteDB'}
+
+# Random bits for ids: our own generator, so code seeding the global one
+# (tests, simulations) cannot repeat ids, reseeded in forked children so they
+# do not repeat their parent's.
+_id_random = random.Random()
+_random_bits = _id_random.getrandbits
+os.register_at_fork(after_in_child=_id_random.seed)
 
 
 class DatabaseError(PanError):
@@ -103,7 +111,7 @@ def new_id() -> str:
     >>> new_id() != new_id()
     True
     """
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), 'big')
+    value = (time.time_ns() // 1_000_000) << 80 | _random_bits(80)
     value = value & ~(0xF << 76) | 0x7 << 76  # the version
     value = value & ~(0x3 << 62) | 0x2 << 62  # the RFC 4122 variant
     digits = f'{value:032x}'
@@ -295,7 +303,7 @@ def _is_record(obj) -> bool:
     return isinstance(obj, dict) and {'type', 'date', 'data'} <= obj.keys() <= _RECORD_KEYS
 
 
-def prepare_record(collection: str, obj) -> PreparedRecord:
+def prepare_record(collection: str, obj, data_json: str | None = None) -> PreparedRecord:
     """Wrap ``obj`` as a record of ``collection`` and serialize it, or raise.
 
     A dict that already is a record (it has ``type``, ``date`` and ``data``
@@ -314,6 +322,13 @@ def prepare_record(collection: str, obj) -> PreparedRecord:
       ...
     panoptes_cli.error.InvalidSerialization: InvalidSerialization: cannot store a weather record: cannot serialize 'data.when' to JSON: Object of type object is not JSON serializable
 
+    Args:
+        collection (str): The (valid) collection name.
+        obj: The data, or a record.
+        data_json (str, optional): ``obj`` as one line of JSON, when the
+            caller has it (read from NDJSON): it is stored as it is, which
+            saves encoding it again and keeps numbers exactly as written.
+
     Raises:
         panoptes_cli.error.InvalidSerialization: If the data cannot be written as JSON.
         panoptes_cli.error.IllegalValue: If a record's ``_id`` or ``date`` is unusable.
@@ -327,14 +342,20 @@ def prepare_record(collection: str, obj) -> PreparedRecord:
                                f'string, not {obj_id!r}')
         date = iso_date(obj['date'])
         data = obj['data']
+        data_json = None
     else:
         obj_id = new_id()
         date = utc_now().isoformat(timespec='milliseconds')
         data = obj
-    try:
-        text = to_json({'_id': obj_id, 'type': collection, 'date': date, 'data': data})
-    except InvalidSerialization as err:
-        raise InvalidSerialization(f'cannot store a {collection} record: {err.msg}') from None
+    if data_json is None:
+        try:
+            text = to_json({'_id': obj_id, 'type': collection, 'date': date, 'data': data})
+        except InvalidSerialization as err:
+            raise InvalidSerialization(f'cannot store a {collection} record: {err.msg}') from None
+    else:
+        # The same text to_json would write; names and dates need no escaping.
+        text = (f'{{"_id": {json.dumps(obj_id)}, "type": "{collection}", "date": "{date}", '
+                f'"data": {data_json}}}')
     return PreparedRecord(obj_id, date, text)
 
 

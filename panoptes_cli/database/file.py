@@ -31,7 +31,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from operator import itemgetter
 
 from panoptes_cli.database.base import AbstractPanDB, PreparedRecord, record_date, storage_root, \
@@ -39,6 +39,7 @@ from panoptes_cli.database.base import AbstractPanDB, PreparedRecord, record_dat
 
 _CURRENT_PREFIX = 'current_'
 _DATE_THEN_LINE = itemgetter(0, 1)
+_BLOCK_SIZE = 1 << 20
 
 
 class PanFileDB(AbstractPanDB):
@@ -94,14 +95,14 @@ class PanFileDB(AbstractPanDB):
             raise
 
     def _find_record(self, collection, obj_id):
-        # Ids are written the way json.dumps writes strings; look for that text
-        # before paying for a JSON parse.
+        path = self._get_file(collection)
+        # Ids are written the way json.dumps writes strings: search for that
+        # text through the file, and parse only the lines that have it.
         needle = json.dumps(obj_id)[1:-1].encode()
-        for number, line in _lines(self._get_file(collection)):
-            if needle in line:
-                record = _parse(line, self._get_file(collection), number)
-                if record is not None and record.get('_id') == obj_id:
-                    return record
+        for number, line in _lines_with(path, needle):
+            record = _parse(line, path, number)
+            if record is not None and record.get('_id') == obj_id:
+                return record
         return None
 
     def _scan(self, collection, since, until, limit) -> Iterator[dict]:
@@ -174,18 +175,31 @@ def _append(path: str, payload: bytes) -> None:
         os.close(fd)
 
 
-def _lines(path: str) -> Iterator[tuple[int, bytes]]:
-    """Yield (line number, line) for the lines that were whole when reading began."""
+@contextmanager
+def _snapshot(path: str):
+    """Open ``path`` for reading; give (file, size), or None if it does not exist.
+
+    Writers hold the lock while they append, so the size seen under it ends at
+    a line boundary; lines appended later are left for the next read.
+    """
     try:
         handle = open(path, 'rb')
     except FileNotFoundError:
+        yield None
         return
     with handle:
-        # Writers hold the lock while they append, so the size seen under it
-        # ends at a line boundary; lines appended later are left for next time.
         fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
         size = os.fstat(handle.fileno()).st_size
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        yield handle, size
+
+
+def _lines(path: str) -> Iterator[tuple[int, bytes]]:
+    """Yield (line number, line) for the lines that were whole when reading began."""
+    with _snapshot(path) as opened:
+        if opened is None:
+            return
+        handle, size = opened
         consumed = 0
         for number, line in enumerate(handle, 1):
             consumed += len(line)
@@ -193,6 +207,32 @@ def _lines(path: str) -> Iterator[tuple[int, bytes]]:
                 yield number, line[:len(line) - (consumed - size)]
                 return
             yield number, line
+
+
+def _lines_with(path: str, needle: bytes) -> Iterator[tuple[int, bytes]]:
+    """Yield (line number, line) for the lines containing ``needle``, searching block by block."""
+    with _snapshot(path) as opened:
+        if opened is None:
+            return
+        handle, remaining = opened
+        lines_before = 0
+        carry = b''
+        while remaining > 0:
+            chunk = handle.read(min(_BLOCK_SIZE, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            block = carry + chunk
+            # Search whole lines only; the rest waits for the next block.
+            cut = block.rfind(b'\n') + 1 if remaining > 0 else len(block)
+            block, carry = block[:cut], block[cut:]
+            found = block.find(needle)
+            while found != -1:
+                start = block.rfind(b'\n', 0, found) + 1
+                end = block.find(b'\n', found) + 1 or len(block)
+                yield lines_before + block.count(b'\n', 0, start) + 1, block[start:end]
+                found = block.find(needle, end)
+            lines_before += block.count(b'\n')
 
 
 def _parse(line: bytes, path: str, number: int) -> dict | None:

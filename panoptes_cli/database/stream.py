@@ -69,24 +69,24 @@ def insert_stream(db: AbstractPanDB, collection: str, stream: BinaryIO, current:
     validate_name(collection)
     for lines in _batches(stream, batch_size):
         results, records = [], []
-        for number, obj, error in lines:
+        for number, obj, text, error in lines:
             if error is None:
                 try:
-                    records.append(prepare_record(collection, obj))
-                    results.append(LineResult(number))
-                    continue
+                    record = prepare_record(collection, obj, text)
                 except PanError as err:
                     error = type(err)(f'line {number}: {err.msg}')
+                else:
+                    records.append(record)
+                    results.append(LineResult(number, record.id))
+                    continue
             results.append(LineResult(number, error=error))
         if records:
             db.insert_many(collection, records, current=current)
-        ids = iter(records)
-        yield [result._replace(id=next(ids).id) if result.error is None else result
-               for result in results]
+        yield results
 
 
 def _batches(stream: BinaryIO, batch_size: int) -> Iterator[list[tuple]]:
-    """Yield lists of (line number, object, error), at most one list per read of the input."""
+    """Yield lists of (line number, object, its JSON text, error), at most one per read."""
     reads = _read_lines(getattr(stream, 'read1', stream.read))
     number = 0
     first = True
@@ -128,11 +128,12 @@ def _read_lines(read) -> Iterator[list[bytes]]:
 
 def _decode(number: int, line: bytes) -> tuple:
     try:
-        return number, json.loads(line.decode()), None
+        text = line.decode()
+        return number, json.loads(text), text.strip(), None
     except UnicodeDecodeError:
-        return number, None, InvalidDeserialization(f'line {number}: not UTF-8 text')
+        return number, None, None, InvalidDeserialization(f'line {number}: not UTF-8 text')
     except json.JSONDecodeError as err:
-        return number, None, InvalidDeserialization(
+        return number, None, None, InvalidDeserialization(
             f'line {number}: invalid JSON: {err.msg} at column {err.colno}')
 
 
@@ -142,7 +143,7 @@ def _documents(data: bytes, first_line: int, batch_size: int) -> Iterator[list[t
         text = data.decode()
     except UnicodeDecodeError as err:
         number = first_line + data.count(b'\n', 0, err.start)
-        yield [(number, None, InvalidDeserialization(f'line {number}: not UTF-8 text'))]
+        yield [(number, None, None, InvalidDeserialization(f'line {number}: not UTF-8 text'))]
         return
     decoder = json.JSONDecoder()
     position = 0
@@ -156,11 +157,12 @@ def _documents(data: bytes, first_line: int, batch_size: int) -> Iterator[list[t
             obj, position = decoder.raw_decode(text, position)
         except json.JSONDecodeError as err:
             number = first_line + err.lineno - 1
-            batch.append((number, None, InvalidDeserialization(
+            batch.append((number, None, None, InvalidDeserialization(
                 f'line {number}: invalid JSON: {err.msg} at column {err.colno}; '
                 'the input after it was not read')))
             break
-        batch.append((number, obj, None))
+        # Pretty-printed text spans lines: it is encoded again, on one line.
+        batch.append((number, obj, None, None))
         if len(batch) >= batch_size:
             yield batch
             batch = []

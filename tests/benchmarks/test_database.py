@@ -1,0 +1,219 @@
+"""Record store speed, side by side with panoptes-utils 0.2.29's file store.
+
+Run: pytest tests/benchmarks/test_database.py --benchmark-only
+
+- db-cli-insert: `panoptes db insert` of a 100k-line NDJSON stream into sqlite,
+  a whole process per round (target >= 20,000 records/s).
+- db-find-1M: find one id among 1,000,000 sqlite records (target <= 5 ms).
+- db-file-insert: 1,000 single-record inserts with the file store, ours and
+  0.2.29's (target: ours >= 5x as many per second).
+- db-find-20k: find one id among 20,000 records, 0.2.29's file store, ours.
+
+Rates are in each benchmark's extra_info (records_per_s, per_find_ms).
+"""
+
+import itertools
+import json
+import random
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from panoptes_cli.database import PanFileDB, PanSQLiteDB
+
+RECORD = {'temp': 12.5, 'humidity': 40, 'safe': True, 'sky': 'clear',
+          'wind': {'speed': 3.2, 'dir': 'NW'}}
+STREAM_LINES = 100_000
+MILLION = 1_000_000
+INSERTS_PER_ROUND = 1000
+FINDS_PER_ROUND = 20
+
+# Drives the 0.2.29 file store in its own venv through its public API:
+# "insert N" does N inserts, "fill N" stores N records, "find K" finds K
+# random stored ids; each answers one line when done.
+BASELINE_WORKER = textwrap.dedent("""
+    import random, sys
+    from panoptes.utils.database import PanDB
+
+    db = PanDB(db_type='file', db_name='panoptes')
+    record = %r
+    ids = []
+    for line in sys.stdin:
+        command, count = line.split()
+        count = int(count)
+        if command == 'insert':
+            for _ in range(count):
+                db.insert('inserts', record)
+        elif command == 'fill':
+            ids = [db.insert('weather', dict(record, n=n)) for n in range(count)]
+        elif command == 'find':
+            for obj_id in random.sample(ids, count):
+                assert db.find('weather', obj_id)['_id'] == obj_id
+        print('done', flush=True)
+""") % (RECORD,)
+
+
+@pytest.fixture
+def baseline_worker(baseline_bin, tmp_path):
+    python = baseline_bin('python')
+    pandir = tmp_path / 'baseline-pandir'
+    pandir.mkdir()
+    process = subprocess.Popen([python, '-c', BASELINE_WORKER], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True,
+                               env={'PANDIR': str(pandir), 'PATH': '/usr/bin:/bin'})
+
+    def call(command: str):
+        process.stdin.write(command + '\n')
+        process.stdin.flush()
+        assert process.stdout.readline() == 'done\n'
+
+    yield call
+    process.stdin.close()
+    process.wait(60)
+
+
+def rate(benchmark, per_round: int) -> None:
+    median = benchmark.stats.stats.median
+    benchmark.extra_info['records_per_s'] = round(per_round / median)
+    benchmark.extra_info['per_item_ms'] = round(median / per_round * 1000, 4)
+
+
+# panoptes db insert, 100k lines, sqlite.
+
+@pytest.fixture(scope='module')
+def stream_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp('stream') / 'weather.ndjson'
+    rng = random.Random(42)
+    with open(path, 'w') as handle:
+        for n in range(STREAM_LINES):
+            handle.write(json.dumps(dict(RECORD, n=n, temp=round(rng.uniform(-5, 25), 2))) + '\n')
+    return path
+
+
+@pytest.mark.benchmark(group='db-cli-insert')
+def test_cli_insert_100k_sqlite(benchmark, stream_file, isolated_env):
+    panoptes = shutil.which('panoptes')
+    rounds = itertools.count()
+
+    def setup():
+        return (f'bench{next(rounds)}',), {}
+
+    def insert(db_name):
+        with open(stream_file, 'rb') as stdin:
+            result = subprocess.run([panoptes, 'db', 'insert', 'weather', '--db-name', db_name],
+                                    stdin=stdin, stdout=subprocess.PIPE, check=True)
+        assert result.stdout.count(b'\n') == STREAM_LINES
+
+    benchmark.pedantic(insert, setup=setup, rounds=5)
+    rate(benchmark, STREAM_LINES)
+
+
+# Find one id among a million, sqlite.
+
+@pytest.fixture(scope='module')
+def million(tmp_path_factory):
+    """A sqlite store of 1,000,000 weather records (built once; takes a minute)."""
+    storage = tmp_path_factory.mktemp('million')
+    db = PanSQLiteDB(db_name='million', storage_dir=str(storage))
+    rng = random.Random(1)
+    ids = []
+    for start in range(0, MILLION, 10_000):
+        ids += db.insert_many('weather', [dict(RECORD, n=n, temp=round(rng.uniform(-5, 25), 2))
+                                          for n in range(start, start + 10_000)])
+    db.insert_many('power', [{'mains': True}] * 1000)
+    return storage, rng.sample(ids, 2000)
+
+
+@pytest.mark.benchmark(group='db-find-1M')
+def test_find_id_among_1m_sqlite(benchmark, million):
+    storage, ids = million
+    db = PanSQLiteDB(db_name='million', storage_dir=str(storage))
+    wanted = itertools.cycle(ids)
+
+    def find():
+        obj_id = next(wanted)
+        assert db.find('weather', obj_id)['_id'] == obj_id
+
+    benchmark(find)
+
+
+@pytest.mark.benchmark(group='db-find-1M')
+def test_open_and_find_id_among_1m_sqlite(benchmark, million):
+    """What one short-lived process pays: open the store, then find."""
+    storage, ids = million
+    wanted = itertools.cycle(ids)
+
+    def open_and_find():
+        obj_id = next(wanted)
+        db = PanSQLiteDB(db_name='million', storage_dir=str(storage))
+        assert db.find('weather', obj_id)['_id'] == obj_id
+        db.close()
+
+    benchmark(open_and_find)
+
+
+# The file store's insert rate, ours and 0.2.29's.
+
+@pytest.mark.benchmark(group='db-file-insert')
+def test_file_insert_ours(benchmark):
+    db = PanFileDB(db_name='bench')
+
+    def inserts():
+        for _ in range(INSERTS_PER_ROUND):
+            db.insert('inserts', RECORD)
+
+    benchmark.pedantic(inserts, rounds=10, warmup_rounds=1)
+    rate(benchmark, INSERTS_PER_ROUND)
+
+
+@pytest.mark.benchmark(group='db-file-insert')
+def test_file_insert_baseline(benchmark, baseline_worker):
+    benchmark.pedantic(baseline_worker, args=(f'insert {INSERTS_PER_ROUND}',), rounds=10,
+                       warmup_rounds=1)
+    rate(benchmark, INSERTS_PER_ROUND)
+
+
+@pytest.mark.benchmark(group='db-file-insert')
+def test_sqlite_insert_ours(benchmark):
+    db = PanSQLiteDB(db_name='bench')
+
+    def inserts():
+        for _ in range(INSERTS_PER_ROUND):
+            db.insert('inserts', RECORD)
+
+    benchmark.pedantic(inserts, rounds=10, warmup_rounds=1)
+    rate(benchmark, INSERTS_PER_ROUND)
+
+
+# Find one id among 20k: 0.2.29's file store (a scan), ours.
+
+def _fill(db, count=20_000):
+    ids = []
+    for start in range(0, count, 5000):
+        ids += db.insert_many('weather', [dict(RECORD, n=n) for n in range(start, start + 5000)])
+    return ids
+
+
+@pytest.mark.benchmark(group='db-find-20k')
+def test_find_id_among_20k_baseline(benchmark, baseline_worker):
+    baseline_worker('fill 20000')
+    benchmark.pedantic(baseline_worker, args=(f'find {FINDS_PER_ROUND}',), rounds=15,
+                       warmup_rounds=1)
+    rate(benchmark, FINDS_PER_ROUND)
+
+
+@pytest.mark.parametrize('db_class', [PanFileDB, PanSQLiteDB])
+@pytest.mark.benchmark(group='db-find-20k')
+def test_find_id_among_20k_ours(benchmark, db_class):
+    db = db_class(db_name='bench')
+    ids = _fill(db)
+
+    def finds():
+        for obj_id in random.sample(ids, FINDS_PER_ROUND):
+            assert db.find('weather', obj_id)['_id'] == obj_id
+
+    benchmark.pedantic(finds, rounds=15, warmup_rounds=1)
+    rate(benchmark, FINDS_PER_ROUND)
