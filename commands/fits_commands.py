@@ -60,7 +60,7 @@ def _pack_all(files: list[str], unpack: bool, overwrite: bool, keep_original: bo
                     packed = fpack(path, unpack=unpack, overwrite=overwrite,
                                    keep_original=keep_original)
                 except FileExistsError as exc:
-                    raise PanError(f'{exc.filename}: already exists; '
+                    raise PanError(f'{path}: {exc.filename} already exists; '
                                    'use --overwrite to replace it') from exc
                 output.emit_record({'filename': path, 'output': packed})
             advance()
