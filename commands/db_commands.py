@@ -87,6 +87,7 @@ def insert(
 
     db = _open(db_type, db_name)
     failures = 0
+    printing = True
     source = None if file == '-' else file
     if source is None and sys.stdin.isatty():
         sys.stderr.write('Reading records from the terminal, one JSON per line; '
@@ -100,8 +101,12 @@ def insert(
                 else:
                     failures += 1
                     output.report_error(result.error, source)
-            if stored:
-                output.emit_text('\n'.join(stored))
+            if stored and printing:
+                try:
+                    output.emit_text('\n'.join(stored))
+                except output.StdoutClosed:
+                    # Whoever read the ids went away; the records still need storing.
+                    printing = False
     if failures:
         raise typer.Exit(1)
 

@@ -440,3 +440,22 @@ def test_time_helpers():
     assert iso_date(datetime(2024, 5, 1).date()) == '2024-05-01T00:00:00.000'
     with pytest.raises(IllegalValue, match='duration before now'):
         parse_time_bound('2 fortnights')
+
+
+# Any JSON data comes back as it went in.
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+JSON_DATA = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children,
+                                                                      max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=JSON_DATA)
+def test_any_json_data_round_trips(db, data):
+    obj_id = db.insert('anything', data)
+    assert db.find('anything', obj_id, parse=False)['data'] == data

@@ -164,3 +164,17 @@ def test_threads_stream_into_one_store(db):
 def test_byte_order_mark(db):
     results, _ = run(db, b'\xef\xbb\xbf{"temp": 1}\n')
     assert stored(db) == [{'temp': 1}]
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from test_database import JSON_DATA  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=JSON_DATA, ascii_only=st.booleans())
+def test_any_json_line_is_stored_as_written(db, data, ascii_only):
+    line = json.dumps(data, ensure_ascii=ascii_only)
+    (batch,) = list(insert_stream(db, 'anything', io.BytesIO(line.encode() + b'\n')))
+    (result,) = batch
+    assert db.find('anything', result.id, parse=False)['data'] == data

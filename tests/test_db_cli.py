@@ -231,6 +231,16 @@ def test_closed_stdout_is_quiet(run_panoptes):
     assert result.stderr == ''
 
 
+def test_insert_stores_everything_when_stdout_closes(run_panoptes, isolated_env):
+    panoptes = shutil.which('panoptes')
+    lines = ''.join(f'{{"n": {n}, "pad": "{"x" * 200}"}}\n' for n in range(5000))
+    result = subprocess.run(f'{panoptes} db insert weather | head -1', shell=True, input=lines,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr == ''
+    assert len(result.stdout.splitlines()) == 1
+    assert len(list(PanDB(db_type='sqlite').find('weather'))) == 5000
+
+
 def test_live_stream_ids_come_as_records_arrive(isolated_env):
     """Each id is printed (and its record stored) before the next line is even written."""
     process = subprocess.Popen([shutil.which('panoptes'), 'db', 'insert', 'weather', '--current'],

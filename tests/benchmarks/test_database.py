@@ -9,7 +9,7 @@ Run: pytest tests/benchmarks/test_database.py --benchmark-only
   0.2.29's (target: ours >= 5x as many per second).
 - db-find-20k: find one id among 20,000 records, 0.2.29's file store, ours.
 
-Rates are in each benchmark's extra_info (records_per_s, per_find_ms).
+Rates are in each benchmark's extra_info (records_per_s or finds_per_s, per_item_ms).
 """
 
 import itertools
@@ -75,9 +75,10 @@ def baseline_worker(baseline_bin, tmp_path):
     process.wait(60)
 
 
-def rate(benchmark, per_round: int) -> None:
+def rate(benchmark, per_round: int, what: str = 'records') -> None:
+    """Note the median rate (e.g. records_per_s) and time per item in extra_info."""
     median = benchmark.stats.stats.median
-    benchmark.extra_info['records_per_s'] = round(per_round / median)
+    benchmark.extra_info[f'{what}_per_s'] = round(per_round / median)
     benchmark.extra_info['per_item_ms'] = round(median / per_round * 1000, 4)
 
 
@@ -202,7 +203,7 @@ def test_find_id_among_20k_baseline(benchmark, baseline_worker):
     baseline_worker('fill 20000')
     benchmark.pedantic(baseline_worker, args=(f'find {FINDS_PER_ROUND}',), rounds=15,
                        warmup_rounds=1)
-    rate(benchmark, FINDS_PER_ROUND)
+    rate(benchmark, FINDS_PER_ROUND, 'finds')
 
 
 @pytest.mark.parametrize('db_class', [PanFileDB, PanSQLiteDB])
@@ -216,4 +217,4 @@ def test_find_id_among_20k_ours(benchmark, db_class):
             assert db.find('weather', obj_id)['_id'] == obj_id
 
     benchmark.pedantic(finds, rounds=15, warmup_rounds=1)
-    rate(benchmark, FINDS_PER_ROUND)
+    rate(benchmark, FINDS_PER_ROUND, 'finds')
