@@ -323,8 +323,8 @@ def make_pretty_image(fname: PathLike, title: str | None = None, timeout: float 
         raise FileNotFoundError(2, 'No such file or directory', os.fspath(fname))
     kind = (img_type or _image_kind(fname)).lower()
     if kind not in ('.cr2', '.fits', '.fit', '.fz'):
-        raise IllegalValue(f'{fname}: not a CR2 or FITS file (by its extension); '
-                           "pass img_type='.cr2' or '.fits'")
+        raise IllegalValue(f'{fname}: not a CR2 or FITS file (by its extension: .cr2, .fits, '
+                           '.fits.fz)')
     if link_path is not None and not Path(link_path).parent.is_dir():
         raise FileNotFoundError(2, 'No such directory for the link', os.fspath(link_path))
 
