@@ -1,6 +1,235 @@
 """``panoptes config``: The config server and config files."""
 
+import json
+import sys
+
 import typer
+
+from panoptes_cli.commands import output
 
 NAME = 'config'
 app = typer.Typer(help='The config server and config files.', no_args_is_help=True)
+
+
+def _host_option():
+    return typer.Option(None, '--host', help='Config server host; default $PANOPTES_CONFIG_HOST, '
+                                              'else localhost.')
+
+
+def _port_option():
+    return typer.Option(None, '--port', help='Config server port; default $PANOPTES_CONFIG_PORT, '
+                                              'else 6563.')
+
+
+def _parse_value(text: str, as_json: bool):
+    """Read a command-line value: as JSON, or like a YAML value (``45``, ``true``, ``37 deg``)."""
+    if as_json:
+        try:
+            return json.loads(text)
+        except ValueError as err:
+            raise typer.BadParameter(f'not valid JSON: {err}') from None
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        value = YAML(typ='safe', pure=True).load(text)
+    except YAMLError:
+        return text
+    # Only [..] and {..} make lists and mappings: 'Unit: PAN001' stays a string.
+    if isinstance(value, (dict, list)) and not text.lstrip().startswith(('[', '{')):
+        return text
+    return value
+
+
+def _emit_server_json(text: str, raw: bool = False) -> None:
+    """Print JSON the server sent: as is in a pipe (or when raw), indented on a terminal."""
+    if raw or not sys.stdout.isatty():
+        output.emit_text(text)
+    else:
+        output.emit_json(json.loads(text))
+
+
+@app.command()
+def run(
+    config_file: str = typer.Argument(
+        None, help='YAML config file to serve; default $PANOPTES_CONFIG_FILE, else the '
+                   'default unit config bundled with panoptes-cli.'),
+    host: str = typer.Option(
+        None, '--host', help='Address to listen on; default $PANOPTES_CONFIG_HOST, else '
+                             '127.0.0.1 (this host only).'),
+    port: int = typer.Option(None, '--port', help='Port; default $PANOPTES_CONFIG_PORT, else 6563.'),
+    public: bool = typer.Option(
+        False, '--public', help='Listen on every interface (0.0.0.0) so other hosts can connect.'),
+    load_local: bool = typer.Option(
+        True, '--load-local/--no-load-local',
+        help='Merge <name>_local.yaml over the config file.'),
+    save_local: bool | None = typer.Option(
+        None, '--save-local/--no-save-local',
+        help='Save every set to <name>_local.yaml before acknowledging it; default on, '
+             'except when serving the bundled default config.'),
+):
+    """Serve a config file to the programs on this host (in the foreground).
+
+    Logs one line with the server's URL to stderr, then serves until Ctrl-C or
+    SIGTERM (or 'panoptes config stop'), finishing requests in hand first. A
+    config file that is missing or not valid YAML stops it before it starts,
+    naming the file and line.
+
+    Examples:
+
+      panoptes config run
+
+      panoptes config run $PANDIR/conf_files/pocs.yaml --port 6564
+
+      PANOPTES_CONFIG_FILE=pocs.yaml panoptes config run --no-save-local
+    """
+    if public and host:
+        raise typer.BadParameter('give --public or --host, not both', param_hint="'--public'")
+    if config_file == '-':
+        raise typer.BadParameter('the server reloads and saves its config file, so it cannot '
+                                 'serve stdin; give a file path', param_hint="'CONFIG_FILE'")
+    from panoptes_cli.config.helpers import default_config_file, is_bundled_config
+    from panoptes_cli.config.server import ConfigServer
+
+    config_file = config_file or default_config_file()
+    if save_local is None:
+        save_local = not is_bundled_config(config_file)
+    server = ConfigServer(config_file, host='0.0.0.0' if public else host, port=port,
+                          load_local=load_local, save_local=save_local)
+    saving = (f'saving changes to {server.store.local_path}' if save_local
+              else 'changes are not saved')
+    sys.stderr.write(f'Serving {config_file} at {server.url} ({saving}); Ctrl-C stops it\n')
+    sys.stderr.flush()
+    server.run()
+
+
+@app.command()
+def get(
+    key: str = typer.Argument(
+        None, help='Dotted key such as location.horizon or cameras.devices[1].model; '
+                   'none for the whole config.'),
+    default: str = typer.Option(
+        None, '--default', help='Print this (read like a YAML value) when the key is missing, '
+                                'and succeed.'),
+    no_parse: bool = typer.Option(
+        False, '--no-parse', help="Print the value exactly as the server sent it (with --file: "
+                                  "as written, e.g. '30 deg' rather than '30.0 deg')."),
+    config_file: str = typer.Option(
+        None, '--file', help='Read this YAML config file (and its _local file) instead of '
+                             'asking the server; - reads stdin.'),
+    host: str = _host_option(),
+    port: int = _port_option(),
+):
+    """Print a config value as JSON (Quantities as "30.0 deg").
+
+    Asks the config server, or with --file reads a config file directly (no
+    server needed). A missing key prints null and exits 1, unless --default
+    is given.
+
+    Examples:
+
+      panoptes config get location.horizon
+
+      panoptes config get cameras.devices[1].model
+
+      panoptes config get location --file pocs.yaml
+
+      horizon=$(panoptes config get location.horizon --default '30 deg')
+    """
+    if config_file is not None:
+        value = _value_from_file(config_file, key, parse=not no_parse)
+        if value is not None:
+            output.emit_json(value)
+            return
+    else:
+        from panoptes_cli.config.client import get_config
+
+        text = get_config(key, host=host, port=port, parse=False, verbose=False)
+        if text is not None:
+            _emit_server_json(text, raw=no_parse)
+            return
+    if default is not None:
+        output.emit_json(_parse_value(default, as_json=False))
+        return
+    output.emit_text('null')
+    raise typer.Exit(1)
+
+
+def _value_from_file(config_file: str, key: str | None, parse: bool):
+    """Return the value at ``key`` in a config file (or stdin) as JSON-ready data, None if missing."""
+    from panoptes_cli.config import helpers
+
+    if config_file == '-':
+        config = helpers.parse_config_text(sys.stdin.read(), '<stdin>', parse=parse) or {}
+    else:
+        config = helpers.load_config(config_file, parse=parse)
+    return helpers.plain_config(helpers.lookup(config, key))
+
+
+@app.command('set')
+def set_value(
+    key: str = typer.Argument(..., help='Dotted key such as location.horizon; missing parents '
+                                        'are created.'),
+    value: str = typer.Argument(..., help="The value, read like a YAML value: 45, true, "
+                                          "'37 deg', '[1, 2]' (see --json)."),
+    as_json: bool = typer.Option(False, '--json', help='Read VALUE as JSON instead.'),
+    host: str = _host_option(),
+    port: int = _port_option(),
+):
+    """Set a value on the config server and print what was set, as JSON.
+
+    When the server saves local changes, it answers once the value is on disk.
+
+    Examples:
+
+      panoptes config set location.horizon '37 deg'
+
+      panoptes config set cameras.devices '[{"model": "canon_gphoto2"}]' --json
+    """
+    from panoptes_cli.config.client import set_config
+
+    _emit_server_json(set_config(key, _parse_value(value, as_json), host=host, port=port,
+                                 parse=False))
+
+
+@app.command()
+def stop(
+    host: str = _host_option(),
+    port: int = _port_option(),
+):
+    """Stop the config server, and wait until it has stopped.
+
+    It finishes the requests in hand first (and saves what they set).
+
+    Examples:
+
+      panoptes config stop
+
+      panoptes config stop --port 6564
+    """
+    from panoptes_cli.config.client import stop_server
+
+    stop_server(host=host, port=port)
+
+
+@app.command()
+def reset(
+    defaults: bool = typer.Option(
+        False, '--defaults', help='Reload without the _local files: back to the defaults '
+                                  '(saved as the local file if the server saves changes).'),
+    host: str = _host_option(),
+    port: int = _port_option(),
+):
+    """Make the config server reload its config files, dropping unsaved changes.
+
+    Prints the server's answer as JSON.
+
+    Examples:
+
+      panoptes config reset
+
+      panoptes config reset --defaults
+    """
+    from panoptes_cli.config.client import reset_config
+
+    output.emit_json(reset_config(host=host, port=port, load_local=False if defaults else None))

@@ -1,0 +1,380 @@
+"""Client of the config server: get and set config items over HTTP.
+
+The server's address comes from the ``host`` and ``port`` arguments, else the
+``PANOPTES_CONFIG_HOST`` and ``PANOPTES_CONFIG_PORT`` environment variables (a
+``.env`` file in the current directory or above may set them), else
+``localhost:6563``.
+
+Each thread keeps one open (keep-alive) connection per server and reuses it,
+so a call costs a round trip on loopback rather than a TCP handshake. Calls
+time out after :data:`TIMEOUT` seconds instead of hanging, and a server that
+cannot be reached raises :class:`~panoptes_cli.error.BadConnection`.
+
+The client speaks HTTP with the standard library's ``http.client``: importing
+``requests`` alone takes longer (about 90 ms) than a whole ``panoptes config get``
+should, and it adds per-call overhead this one-request protocol does not need.
+"""
+
+import functools
+import http.client
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+from panoptes_cli.error import BadConnection, InvalidConfig, PanError, Timeout
+
+DEFAULT_HOST = 'localhost'
+DEFAULT_PORT = 6563
+# Seconds to wait for a connection or an answer.
+TIMEOUT = 10.0
+# The key a client sets to false to stop the server (as panoptes-utils' clients do).
+RUNNING_KEY = 'config_server.running'
+
+_HEADERS = {'Content-Type': 'application/json'}
+
+
+@functools.lru_cache(maxsize=8)
+def _dotenv_settings(directory: str) -> dict:
+    from dotenv import dotenv_values, find_dotenv
+
+    path = find_dotenv(usecwd=True)
+    return dotenv_values(path) if path else {}
+
+
+def _setting(name: str):
+    value = os.environ.get(name)
+    if value:
+        return value
+    return _dotenv_settings(os.getcwd()).get(name) or None
+
+
+def server_address(host=None, port=None, default_host: str = DEFAULT_HOST) -> tuple:
+    """Return the config server's ``(host, port)``: arguments, else environment (or ``.env``), else defaults.
+
+    >>> server_address('10.0.0.2', '8000')
+    ('10.0.0.2', 8000)
+    """
+    host = host or _setting('PANOPTES_CONFIG_HOST') or default_host
+    if port is None or port == '':
+        port = _setting('PANOPTES_CONFIG_PORT') or DEFAULT_PORT
+    try:
+        port = int(port)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise InvalidConfig(f'bad config server port {port!r}: a port is a number from 1 to 65535; '
+                            'check PANOPTES_CONFIG_PORT') from None
+    return host, port
+
+
+def config_url(host: str, port: int) -> str:
+    """Return the server's base URL.
+
+    >>> config_url('::1', 6563)
+    'http://[::1]:6563'
+    """
+    return f'http://[{host}]:{port}' if ':' in host else f'http://{host}:{port}'
+
+
+class _Connection(http.client.HTTPConnection):
+    """A keep-alive HTTP connection that sends small requests without Nagle's delay."""
+
+    def connect(self):
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+_local = threading.local()
+
+
+def _forget_connections():
+    # A forked child must not share its parent's sockets.
+    global _local
+    _local = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_connections)
+
+
+def _connection(host: str, port: int):
+    """Return this thread's connection to ``host:port`` and whether it was used before."""
+    pool = getattr(_local, 'pool', None)
+    if pool is None:
+        pool = _local.pool = {}
+    connection = pool.get((host, port))
+    if connection is not None:
+        return connection, True
+    connection = pool[(host, port)] = _Connection(host, port, timeout=TIMEOUT)
+    return connection, False
+
+
+def _post(host: str, port: int, path: str, body: bytes) -> tuple:
+    """POST a JSON body and return ``(status, text)``; connection failures raise BadConnection."""
+    connection, reused = _connection(host, port)
+    url = config_url(host, port)
+    while True:
+        try:
+            connection.request('POST', path, body, _HEADERS)
+            response = connection.getresponse()
+            return response.status, response.read().decode('utf-8')
+        except ConnectionRefusedError:
+            connection.close()
+            raise BadConnection(f'config server at {url}: connection refused; '
+                                "start it with 'panoptes config run'") from None
+        except (TimeoutError, socket.timeout):
+            connection.close()
+            raise BadConnection(f'config server at {url}: no answer within {TIMEOUT:g} s; '
+                                'is it overloaded or stopped?') from None
+        except (ConnectionError, http.client.HTTPException) as err:
+            connection.close()
+            # A kept-alive connection the server has since closed: the request
+            # never reached it, so sending it again on a new connection is safe.
+            if reused:
+                reused = False
+                continue
+            raise BadConnection(f'config server at {url}: connection lost: {err or type(err).__name__}'
+                                ) from None
+        except OSError as err:
+            connection.close()
+            raise BadConnection(f'config server at {url}: {err.strerror or err}') from None
+
+
+def _failure(host: str, port: int, status: int, text: str) -> PanError:
+    """Return the error for a non-200 answer, with the server's own message."""
+    try:
+        message = json.loads(text)['msg']
+    except (ValueError, TypeError, KeyError):
+        message = ' '.join(text.split())[:200] or 'no message'
+    url = config_url(host, port)
+    if status == 400:
+        return InvalidConfig(f'config server at {url}: {message}')
+    return BadConnection(f'config server at {url}: HTTP {status}: {message}')
+
+
+def _log(verbose: bool, message: str) -> None:
+    """Log at debug (verbose) or trace level, without importing loguru when nobody listens.
+
+    Importing the logger costs more than a whole config request, so it is only
+    loaded here if the program already uses it or asked for DEBUG/TRACE logs.
+    """
+    module = sys.modules.get('panoptes_cli.logging')
+    if module is None:
+        if os.environ.get('PANOPTES_LOG_LEVEL', '').upper() not in ('DEBUG', 'TRACE'):
+            return
+        from panoptes_cli import logging as module
+    module.logger.log('DEBUG' if verbose else 'TRACE', message)
+
+
+def get_config(key=None, host=None, port=None, endpoint='get-config', parse=True, default=None,
+               verbose=True):
+    """Get a config item from the config server.
+
+    Return the config entry for the given key. If key=None (default), return
+    the entire config. Nested keys are dotted, with list indexes:
+    ``cameras.devices[1].model``.
+
+    Examples (the server here serves the bundled default unit config):
+
+    >>> import os
+    >>> from panoptes_cli.config.helpers import default_config_file
+    >>> from panoptes_cli.config.server import config_server
+    >>> server = config_server(default_config_file(), host='127.0.0.1', port=0, load_local=False)
+    >>> os.environ['PANOPTES_CONFIG_HOST'], os.environ['PANOPTES_CONFIG_PORT'] = '127.0.0.1', str(server.port)
+
+    >>> get_config(key='name')
+    'Testing PANOPTES Unit'
+
+    >>> get_config(key='location.horizon')
+    <Quantity 30. deg>
+
+    >>> # With no parsing, the raw string (including quotes) is returned.
+    >>> get_config(key='location.horizon', parse=False)
+    '"30.0 deg"'
+
+    >>> get_config(key='cameras.devices[1].model')
+    'canon_gphoto2'
+
+    >>> # Returns `None` if key is not found.
+    >>> foobar = get_config(key='foobar')
+    >>> foobar is None
+    True
+
+    >>> # But you can supply a default.
+    >>> get_config(key='foobar', default='baz')
+    'baz'
+
+    >>> # Can use Quantities as well
+    >>> from astropy import units as u
+    >>> get_config(key='foobar', default=42 * u.meter)
+    <Quantity 42. m>
+
+    >>> server.terminate(); server.join()
+    >>> get_config(key='name')
+    Traceback (most recent call last):
+      ...
+    panoptes_cli.error.BadConnection: BadConnection: config server at http://127.0.0.1:...: connection refused; start it with 'panoptes config run'
+    >>> del os.environ['PANOPTES_CONFIG_HOST'], os.environ['PANOPTES_CONFIG_PORT']
+
+    Notes:
+        Calls log at the *trace* level, or *debug* with ``verbose=True``.
+        A key whose value is ``null`` counts as missing. The manual returned
+        ``None`` when the server could not be reached, hiding the failure;
+        this raises, as the manual's Raises section says.
+
+    Args:
+        key (str): The key to get, see Examples; None for the whole config.
+        host (str, optional): The config server host. First checks for
+            PANOPTES_CONFIG_HOST env var, defaults to 'localhost'.
+        port (str or int, optional): The config server port. First checks for
+            PANOPTES_CONFIG_PORT env var, defaults to 6563.
+        endpoint (str, optional): The relative url endpoint to use for getting
+            the config items, default 'get-config'. See :func:`server_is_running`.
+        parse (bool, optional): If response should be parsed by
+            :func:`panoptes_cli.serializers.from_json`, default True. With False,
+            the JSON text is returned.
+        default (optional): What to return if the key is missing, default None.
+        verbose (bool, optional): Log at debug rather than trace level, default True.
+
+    Returns:
+        The config entry.
+
+    Raises:
+        BadConnection: If the config server cannot be reached or fails.
+        InvalidConfig: If the server rejects the key (e.g. ``a..b``).
+    """
+    host, port = server_address(host, port)
+    body = json.dumps({'key': key}).encode()
+    status, text = _post(host, port, '/' + endpoint.lstrip('/'), body)
+    if status != 200:
+        raise _failure(host, port, status, text)
+    _log(verbose, f'Config server {config_url(host, port)}: {key!r} = {text[:80]}')
+    if text == 'null':
+        return default
+    if not parse:
+        return text
+    from panoptes_cli.serializers import from_json
+
+    return from_json(text)
+
+
+def set_config(key, new_value, host=None, port=None, parse=True):
+    """Set config item in config server.
+
+    Given a ``key`` entry, update the config to match. The ``key`` is a dotted
+    string with list indexes, see :func:`get_config`. Missing parent entries
+    are created. The server answers once the value is set (and, if it saves
+    local changes, once they are on disk).
+
+    Examples:
+
+    >>> import os
+    >>> from panoptes_cli.config.helpers import default_config_file
+    >>> from panoptes_cli.config.server import config_server
+    >>> server = config_server(default_config_file(), host='127.0.0.1', port=0, load_local=False)
+    >>> os.environ['PANOPTES_CONFIG_HOST'], os.environ['PANOPTES_CONFIG_PORT'] = '127.0.0.1', str(server.port)
+
+    >>> from astropy import units as u
+
+    >>> # Can use astropy units.
+    >>> set_config('location.horizon', 35 * u.degree)
+    {'location.horizon': <Quantity 35. deg>}
+
+    >>> get_config(key='location.horizon')
+    <Quantity 35. deg>
+
+    >>> # String equivalent works for 'deg', 'm', 's'.
+    >>> set_config('location.horizon', '30 deg')
+    {'location.horizon': <Quantity 30. deg>}
+
+    >>> set_config('cameras.devices[5].model', 'zwo')
+    Traceback (most recent call last):
+      ...
+    panoptes_cli.error.InvalidConfig: InvalidConfig: config server at http://127.0.0.1:...: cannot set cameras.devices[5].model: list index 5 is out of range, cameras.devices has 2 item(s)
+
+    >>> server.terminate(); server.join()
+    >>> del os.environ['PANOPTES_CONFIG_HOST'], os.environ['PANOPTES_CONFIG_PORT']
+
+    Args:
+        key (str): The key to update, see Examples in :func:`get_config` for details.
+        new_value (scalar/object): The new value for the key, can be any serializable object.
+        host (str, optional): The config server host. First checks for
+            PANOPTES_CONFIG_HOST env var, defaults to 'localhost'.
+        port (str or int, optional): The config server port. First checks for
+            PANOPTES_CONFIG_PORT env var, defaults to 6563.
+        parse (bool, optional): If response should be parsed by
+            :func:`panoptes_cli.serializers.from_json`, default True. With False,
+            the JSON text is returned.
+
+    Returns:
+        dict: What was set, ``{key: value}``.
+
+    Raises:
+        BadConnection: If the config server cannot be reached or fails.
+        InvalidConfig: If the server rejects the key or value.
+    """
+    from panoptes_cli.serializers import to_json
+
+    host, port = server_address(host, port)
+    status, text = _post(host, port, '/set-config', to_json({key: new_value}).encode())
+    if status != 200:
+        raise _failure(host, port, status, text)
+    _log(True, f'Config server {config_url(host, port)}: set {text[:80]}')
+    if not parse:
+        return text
+    from panoptes_cli.serializers import from_json
+
+    return from_json(text)
+
+
+def server_is_running(host=None, port=None) -> bool:
+    """Thin-wrapper to check server: True if a config server answers its heartbeat."""
+    try:
+        return get_config(endpoint='heartbeat', host=host, port=port, verbose=False) is True
+    except PanError:
+        return False
+
+
+def reset_config(host=None, port=None, load_local=None) -> dict:
+    """Ask the server to reload its config files, dropping changes that were not saved.
+
+    Args:
+        host (str, optional): As for :func:`get_config`.
+        port (str or int, optional): As for :func:`get_config`.
+        load_local (bool, optional): Merge the local files or not; default: as
+            the server was started. ``False`` goes back to the defaults.
+
+    Returns:
+        dict: The server's answer, ``{"success": true, "msg": ...}``.
+    """
+    host, port = server_address(host, port)
+    request = {'reset': True}
+    if load_local is not None:
+        request['load_local'] = bool(load_local)
+    status, text = _post(host, port, '/reset-config', json.dumps(request).encode())
+    if status != 200:
+        raise _failure(host, port, status, text)
+    return json.loads(text)
+
+
+def stop_server(host=None, port=None, timeout: float = TIMEOUT) -> None:
+    """Stop a config server and wait until it no longer answers.
+
+    The server finishes the requests in hand (saving what they set) first.
+
+    Raises:
+        BadConnection: If no server answers at that address.
+        Timeout: If it still answers after ``timeout`` seconds.
+    """
+    host, port = server_address(host, port)
+    status, text = _post(host, port, '/set-config', json.dumps({RUNNING_KEY: False}).encode())
+    if status != 200:
+        raise _failure(host, port, status, text)
+    deadline = time.monotonic() + timeout
+    while server_is_running(host, port):
+        if time.monotonic() > deadline:
+            raise Timeout(f'config server at {config_url(host, port)}: still running '
+                          f'{timeout:g} s after being asked to stop')
+        time.sleep(0.05)

@@ -1,0 +1,465 @@
+"""Config files: load (with ``<stem>_local.yaml`` overrides), save, and dotted keys.
+
+A unit's configuration is a YAML file of nested settings. Beside ``pocs.yaml``
+an optional ``pocs_local.yaml`` holds the unit's own changes: loading deep-merges
+it over the defaults, so a local ``location: {horizon: 45 deg}`` changes only
+the horizon. The config server saves the values it is given to that local file,
+so the defaults can always be recovered.
+
+Keys are dotted paths with list indexes, as in ``cameras.devices[1].model``.
+
+>>> config = load_config(default_config_file(), load_local=False)
+>>> lookup(config, 'location.horizon')
+<Quantity 30. deg>
+>>> lookup(config, 'cameras.devices[1].model')
+'canon_gphoto2'
+"""
+
+import errno
+import functools
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from panoptes_cli.error import InvalidConfig, InvalidDeserialization
+
+# The unit config shipped inside the package: what `panoptes config run` serves
+# when no file is named.
+BUNDLED_CONFIG = Path(__file__).resolve().parent.parent / 'data' / 'default_config.yaml'
+
+# One part of a dotted key: a name, then any number of [index] suffixes.
+_KEY_PART = re.compile(r'^(?P<name>[^.\[\]]+)(?P<indexes>(\[-?\d+\])*)$')
+_INDEX = re.compile(r'\[(-?\d+)\]')
+
+
+def default_config_file() -> str:
+    """Return the config file to use when none is named: ``$PANOPTES_CONFIG_FILE``, else the bundled one.
+
+    >>> BUNDLED_CONFIG.name
+    'default_config.yaml'
+    """
+    return os.environ.get('PANOPTES_CONFIG_FILE') or str(BUNDLED_CONFIG)
+
+
+def is_bundled_config(path) -> bool:
+    """Return True if ``path`` is the default config shipped inside the package."""
+    try:
+        return Path(path).resolve() == BUNDLED_CONFIG
+    except (OSError, TypeError):
+        return False
+
+
+def local_config_path(path) -> Path:
+    """Return the local override file that belongs beside a config file.
+
+    The name comes from the file's stem (the manual replaced every dot in the
+    whole path, which broke on directories with dots in their names); a file
+    that already is a local file is its own local file.
+
+    >>> str(local_config_path('/etc/panoptes.d/pocs.yaml'))
+    '/etc/panoptes.d/pocs_local.yaml'
+    >>> str(local_config_path('/etc/panoptes.d/pocs_local.yaml'))
+    '/etc/panoptes.d/pocs_local.yaml'
+    """
+    path = Path(path)
+    if path.stem.endswith('_local'):
+        return path
+    return path.with_name(f'{path.stem}_local{path.suffix or ".yaml"}')
+
+
+def _read_config_file(path: Path, parse: bool):
+    """Load one YAML config file; every failure is an InvalidConfig naming the file (and line)."""
+    try:
+        text = path.read_text(encoding='utf-8')
+    except FileNotFoundError:
+        raise InvalidConfig(f'{path}: no such config file') from None
+    except UnicodeDecodeError:
+        raise InvalidConfig(f'{path}: not a YAML text file (it is not UTF-8)') from None
+    except OSError as err:
+        raise InvalidConfig(f'{path}: cannot read: {err.strerror}') from None
+    return parse_config_text(text, str(path), parse)
+
+
+def parse_config_text(text: str, where: str = '<string>', parse: bool = True):
+    """Load config settings from YAML text; ``where`` names it in errors. None if it is empty.
+
+    >>> parse_config_text('location:\\n  horizon: 30 deg\\n')['location']['horizon']
+    <Quantity 30. deg>
+    >>> parse_config_text('location:\\n  horizon: [30 deg\\n', 'pocs.yaml')
+    Traceback (most recent call last):
+      ...
+    panoptes_cli.error.InvalidConfig: InvalidConfig: pocs.yaml: invalid YAML at line 3, column 1: expected ',' or ']', but got '<stream end>'
+    """
+    from panoptes_cli.serializers import from_yaml
+
+    try:
+        config = from_yaml(text, parse=parse)
+    except InvalidDeserialization as err:
+        raise InvalidConfig(f'{where}: {_describe_yaml_error(err.__cause__)}') from None
+    if config is None:
+        return None
+    if not isinstance(config, dict):
+        raise InvalidConfig(f'{where}: the top level must be a mapping of settings, '
+                            f'not a {type(config).__name__}')
+    return config
+
+
+def _describe_yaml_error(err) -> str:
+    """Return ``invalid YAML at line L, column C: <problem>`` for a ruamel error."""
+    mark = getattr(err, 'problem_mark', None) or getattr(err, 'context_mark', None)
+    problem = getattr(err, 'problem', None) or getattr(err, 'context', None) or str(err)
+    problem = ' '.join(str(problem).split())
+    if mark is None:
+        return f'invalid YAML: {problem}'
+    return f'invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}'
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Merge ``override`` into ``base`` in place: nested mappings merge, anything else replaces.
+
+    Comments attached to ``base`` stay where they are.
+
+    >>> deep_merge({'location': {'horizon': 30, 'name': 'Mauna Loa'}, 'devices': [1, 2]},
+    ...            {'location': {'horizon': 45}, 'devices': [3]})
+    {'location': {'horizon': 45, 'name': 'Mauna Loa'}, 'devices': [3]}
+    """
+    for key, value in override.items():
+        current = base.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            deep_merge(current, value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_config(config_files=None, parse: bool = True, load_local: bool = True) -> dict:
+    """Load configuration information.
+
+    ``config_files`` (a path or a list of paths) are loaded in order, each
+    later file deep-merged over the earlier ones. With ``load_local``, a
+    ``<stem>_local.yaml`` beside a file is merged over it right after it, so
+    ``pocs_local.yaml`` can change only ``location.horizon`` and keep the
+    rest of ``location`` (the manual replaced whole top-level entries).
+
+    With no files, ``$PANOPTES_CONFIG_FILE`` is loaded, else the default unit
+    config bundled with the package (the manual's ``$PANDIR/conf_files/pocs.yaml``
+    default is reached by setting ``PANOPTES_CONFIG_FILE``).
+
+    A listed file that is missing, or any file that is not valid YAML, raises
+    :class:`~panoptes_cli.error.InvalidConfig` naming the file and line (the
+    manual skipped missing files silently, so a server could start empty).
+
+    >>> config = load_config(default_config_file(), load_local=False)
+    >>> config['name'], config['location']['horizon']
+    ('Testing PANOPTES Unit', <Quantity 30. deg>)
+    >>> load_config(default_config_file(), parse=False, load_local=False)['location']['horizon']
+    '30 deg'
+    >>> load_config('/nonexistent/pocs.yaml')
+    Traceback (most recent call last):
+      ...
+    panoptes_cli.error.InvalidConfig: InvalidConfig: /nonexistent/pocs.yaml: no such config file
+
+    Args:
+        config_files (str or list, optional): The files to load, in order.
+        parse (bool, optional): Turn values such as ``30 deg`` and ISO dates into
+            Quantities and datetimes, default True.
+        load_local (bool, optional): Merge each file's ``<stem>_local.yaml``, default True.
+
+    Returns:
+        dict: The merged config, a ruamel ``CommentedMap`` that keeps the first file's comments.
+    """
+    from ruamel.yaml.comments import CommentedMap
+
+    if config_files is None or config_files == []:
+        config_files = [default_config_file()]
+    elif isinstance(config_files, (str, os.PathLike)):
+        config_files = [config_files]
+
+    config = None
+    for name in config_files:
+        path = Path(name).expanduser()
+        layers = [_read_config_file(path, parse)]
+        if layers[0] is None:
+            raise InvalidConfig(f'{path}: the file holds no settings')
+        local_path = local_config_path(path)
+        if load_local and local_path != path and local_path.exists():
+            layers.append(_read_config_file(local_path, parse))
+        for layer in layers:
+            if layer is None:
+                continue
+            if config is None:
+                config = layer
+            else:
+                deep_merge(config, layer)
+    return config if config is not None else CommentedMap()
+
+
+def atomic_write(path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that it is either all old or all new, and on disk.
+
+    The text goes to a temporary file in the same directory, is fsynced, then
+    renamed over ``path``; the directory is fsynced so the rename survives a
+    power cut. An existing file's permissions are kept.
+    """
+    path = Path(path)
+    directory = path.parent
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o644
+    fd, temp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=directory)
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+            handle.write(text)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        try:
+            os.unlink(temp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_config(path, config: dict, overwrite: bool = True) -> bool:
+    """Save config to the local yaml file that belongs beside ``path``.
+
+    ``path`` is the config file (``pocs.yaml``); the config goes to its
+    ``<stem>_local.yaml`` (``pocs_local.yaml``), so the defaults stay intact.
+    The write is atomic (temporary file, fsync, rename): a crash leaves the old
+    file or the new one, never half of one. Comments are kept when ``config``
+    came from :func:`load_config`.
+
+    >>> import tempfile, pathlib
+    >>> directory = pathlib.Path(tempfile.mkdtemp())
+    >>> config = load_config(default_config_file(), load_local=False)
+    >>> config['location']['horizon'] = '45 deg'
+    >>> save_config(directory / 'pocs.yaml', config)
+    True
+    >>> load_config(directory / 'pocs_local.yaml')['location']['horizon']
+    <Quantity 45. deg>
+    >>> save_config(directory / 'pocs.yaml', config, overwrite=False)
+    Traceback (most recent call last):
+      ...
+    FileExistsError: [Errno 17] local config exists and overwrite=False: '.../pocs_local.yaml'
+
+    Args:
+        path (str): The config file whose local file to write, relative or absolute.
+        config (dict): The config to save.
+        overwrite (bool, optional): Replace an existing local file, default True.
+
+    Returns:
+        bool: True once the file is on disk.
+
+    Raises:
+        FileExistsError: If the local file exists and ``overwrite=False``.
+    """
+    from panoptes_cli.serializers import to_yaml
+
+    target = local_config_path(Path(path).expanduser())
+    if not overwrite and target.exists():
+        raise FileExistsError(errno.EEXIST, 'local config exists and overwrite=False', str(target))
+    atomic_write(target, to_yaml(config))
+    return True
+
+
+def parse_config_directories(directories: dict, must_exist: bool = False) -> dict:
+    """Parse the config dictionary for common objects.
+
+    Given a ``base`` entry that is an absolute directory path, prepend it to
+    every other relative directory entry. With ``must_exist=True``, an entry is
+    only changed if the resulting directory exists. The input is not modified.
+
+    >>> dirs_config = dict(base='/var/panoptes', foo='bar', baz='bam')
+    >>> # If the relative dir doesn't exist but is required, return as is.
+    >>> parse_config_directories(dirs_config, must_exist=True)
+    {'base': '/var/panoptes', 'foo': 'bar', 'baz': 'bam'}
+
+    >>> # Default is to return anyway.
+    >>> parse_config_directories(dirs_config)
+    {'base': '/var/panoptes', 'foo': '/var/panoptes/bar', 'baz': '/var/panoptes/bam'}
+
+    >>> # If 'base' is not a valid absolute directory, return all as is.
+    >>> dirs_config = dict(base='panoptes', foo='bar', baz='bam')
+    >>> parse_config_directories(dirs_config, must_exist=False)
+    {'base': 'panoptes', 'foo': 'bar', 'baz': 'bam'}
+
+    Args:
+        directories (dict): Usually the ``directories`` entry of the config.
+        must_exist (bool): Only change an entry if its directory exists, default False.
+
+    Returns:
+        dict: A copy with the relative directories resolved against ``base``.
+    """
+    parsed = dict(directories)
+    base = parsed.get('base')
+    if not isinstance(base, str) or not os.path.isabs(base):
+        return parsed
+    for name, value in parsed.items():
+        if name == 'base' or not isinstance(value, str) or os.path.isabs(value):
+            continue
+        full_path = os.path.join(base, value)
+        if must_exist and not os.path.isdir(full_path):
+            continue
+        parsed[name] = full_path
+    return parsed
+
+
+def plain_config(config):
+    """Return the config with every value as it is sent: Quantities as strings, and so on.
+
+    ruamel's YAML-only scalar types become plain ones (an anchored boolean
+    would otherwise be sent as ``1``, a tagged scalar not at all); YAML
+    comments on mappings and lists are kept.
+
+    >>> from panoptes_cli.serializers import from_yaml
+    >>> plain_config(from_yaml('horizon: 30 deg\\nflag: &on true\\nsame: *on\\nodd: !thing 42'))
+    {'horizon': '30.0 deg', 'flag': True, 'same': True, 'odd': '42'}
+    """
+    from panoptes_cli.serializers import serialize_all_objects
+
+    return _plain_values(serialize_all_objects(config))
+
+
+def _plain_values(obj):
+    from ruamel.yaml.comments import TaggedScalar
+    from ruamel.yaml.scalarbool import ScalarBoolean
+
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            obj[key] = _plain_values(value)
+    elif isinstance(obj, list):
+        for index, value in enumerate(obj):
+            obj[index] = _plain_values(value)
+    elif isinstance(obj, ScalarBoolean):
+        return bool(obj)
+    elif isinstance(obj, TaggedScalar):
+        return str(obj.value)
+    elif isinstance(obj, bytes):
+        return obj.decode('utf-8', errors='replace')
+    return obj
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_key(key: str) -> tuple:
+    """Split a dotted key into names and list indexes.
+
+    >>> parse_key('cameras.devices[1].model')
+    ('cameras', 'devices', 1, 'model')
+    >>> parse_key('location..horizon')
+    Traceback (most recent call last):
+      ...
+    panoptes_cli.error.InvalidConfig: InvalidConfig: bad config key 'location..horizon': empty name before '.horizon'; write keys like cameras.devices[1].model
+    """
+    if not isinstance(key, str):
+        raise InvalidConfig(f'bad config key {key!r}: a key is a string like location.horizon, '
+                            f'not a {type(key).__name__}')
+    tokens = []
+    parts = key.split('.')
+    for position, part in enumerate(parts):
+        match = _KEY_PART.match(part)
+        if match is None:
+            if part == '' or part.startswith('['):
+                rest = '.'.join(parts[position + 1:])
+                why = f"empty name before '.{rest}'" if rest else 'empty name at the end'
+            else:
+                why = f'{part!r} is not a name with optional [N] list indexes'
+            raise InvalidConfig(f'bad config key {key!r}: {why}; '
+                                'write keys like cameras.devices[1].model')
+        tokens.append(match['name'])
+        tokens.extend(int(index) for index in _INDEX.findall(match['indexes']))
+    return tuple(tokens)
+
+
+def lookup(config: dict, key: str | None, default=None):
+    """Return the value at a dotted key (``None`` or ``''`` for the whole config), else ``default``.
+
+    A name that is not there, an index past the end of a list, or a path that
+    runs into a plain value all count as missing.
+
+    >>> config = {'cameras': {'devices': [{'model': 'canon'}, {'model': 'zwo'}]}}
+    >>> lookup(config, 'cameras.devices[-1].model')
+    'zwo'
+    >>> lookup(config, 'cameras.devices[2].model', default='none')
+    'none'
+    """
+    if key is None or key == '':
+        return config
+    node = config
+    for token in parse_key(key):
+        if isinstance(token, int):
+            if not isinstance(node, list) or not -len(node) <= token < len(node):
+                return default
+        elif not isinstance(node, dict) or token not in node:
+            return default
+        node = node[token]
+    return node
+
+
+def assign(config: dict, key: str, value) -> None:
+    """Set the value at a dotted key, creating missing parent mappings.
+
+    Nothing changes unless the whole key can be set: a list index must exist,
+    and a path cannot run through a plain value (that would silently drop it).
+
+    >>> config = {'cameras': {'devices': [{'model': 'canon'}]}, 'name': 'PAN000'}
+    >>> assign(config, 'cameras.devices[0].model', 'zwo')
+    >>> assign(config, 'scheduler.fields.file', 'simple.yaml')
+    >>> config
+    {'cameras': {'devices': [{'model': 'zwo'}]}, 'name': 'PAN000', 'scheduler': {'fields': {'file': 'simple.yaml'}}}
+    >>> assign(config, 'cameras.devices[3].model', 'zwo')
+    Traceback (most recent call last):
+      ...
+    panoptes_cli.error.InvalidConfig: InvalidConfig: cannot set cameras.devices[3].model: list index 3 is out of range, cameras.devices has 1 item(s)
+    >>> assign(config, 'name.first', 'x')
+    Traceback (most recent call last):
+      ...
+    panoptes_cli.error.InvalidConfig: InvalidConfig: cannot set name.first: name is a str, not a mapping
+    """
+    tokens = parse_key(key)
+    node = config
+    for position, token in enumerate(tokens[:-1]):
+        _check_container(node, tokens, position, key)
+        if isinstance(token, str) and node.get(token) is None:
+            # An absent (or empty) parent: check the rest is all names, then create it.
+            if any(isinstance(later, int) for later in tokens[position + 1:]):
+                where = _describe_path(tokens[:position + 1])
+                raise InvalidConfig(f'cannot set {key}: {where} does not exist, '
+                                    'so it has no list to index')
+            for name in tokens[position:-1]:
+                node[name] = {}
+                node = node[name]
+            node[tokens[-1]] = value
+            return
+        node = node[token]
+    _check_container(node, tokens, len(tokens) - 1, key)
+    node[tokens[-1]] = value
+
+
+def _describe_path(tokens) -> str:
+    text = ''
+    for token in tokens:
+        text += f'[{token}]' if isinstance(token, int) else (f'.{token}' if text else token)
+    return text
+
+
+def _check_container(node, tokens, position, key):
+    """Raise unless ``node`` can take ``tokens[position]``: a mapping for a name, a list for an index."""
+    token = tokens[position]
+    where = _describe_path(tokens[:position]) or 'the config'
+    if isinstance(token, int):
+        if not isinstance(node, list):
+            raise InvalidConfig(f'cannot set {key}: {where} is a {type(node).__name__}, not a list')
+        if not -len(node) <= token < len(node):
+            raise InvalidConfig(f'cannot set {key}: list index {token} is out of range, '
+                                f'{where} has {len(node)} item(s)')
+    elif not isinstance(node, dict):
+        raise InvalidConfig(f'cannot set {key}: {where} is a {type(node).__name__}, not a mapping')
