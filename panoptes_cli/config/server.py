@@ -76,9 +76,11 @@ MAX_BODY_BYTES = 1024 * 1024
 WAITRESS_MAX_BODY_BYTES = 16 * MAX_BODY_BYTES
 # Worker threads. Requests take microseconds of Python (under the GIL), so more
 # threads only add switching: measured on 2 cores, 2 threads served 8 clients with
-# ~200 us of server CPU per request against ~230 us with 4 and ~245 us with 8.
-# Two still let gets go on while a set waits for its save to reach the disk.
+# ~200 us of server CPU per request against ~245 us with 8. A server that saves
+# its sets holds a thread per set until the save is on disk, and one save covers
+# every set waiting for it, so it gets more threads to let saves be shared.
 THREADS = 2
+SAVING_THREADS = 8
 
 _MISSING = object()
 
@@ -443,9 +445,10 @@ class ConfigServer:
         self.store = ConfigStore(config_file or default_config_file(), load_local, save_local)
         host, port = server_address(host, port, default_host=DEFAULT_HOST)
         app = make_app(self.store, self.stop, access_logs, error_logs)
+        threads = SAVING_THREADS if save_local else THREADS
         try:
             self._server = waitress.create_server(
-                app, host=host, port=port, threads=THREADS, ident='panoptes-config-server',
+                app, host=host, port=port, threads=threads, ident='panoptes-config-server',
                 asyncore_use_poll=True, max_request_body_size=WAITRESS_MAX_BODY_BYTES,
                 clear_untrusted_proxy_headers=True)
         except OSError as err:
