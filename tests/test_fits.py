@@ -403,3 +403,60 @@ class TestFpack:
         with pytest.raises(PanError, match=r'solved.fits.fz: funpack failed \(Error: disk on fire\)'):
             fits.funpack(path)
         assert path.exists() and not (tmp_path / 'solved.fits').exists()
+
+
+class TestHeaderRecord:
+    """The fast header reader gives what astropy gives, or leaves the header to astropy."""
+
+    @staticmethod
+    def astropy_values(path, index):
+        values = {}
+        with afits.open(path) as hdul:
+            for card in hdul[index].header.cards:
+                if card.keyword in ('COMMENT', 'HISTORY'):
+                    values.setdefault(card.keyword, []).append(str(card.value))
+                elif card.keyword:
+                    values[card.keyword] = card.value
+        return values
+
+    def test_same_values_as_astropy(self, shared_data, tmp_path, data_copy):
+        from panoptes_cli.images._fits_structure import walk
+
+        packed = fits.fpack(data_copy('unsolved.fits'), keep_original=True)
+        paths = [shared_data / name for name in
+                 ('unsolved.fits', 'solved.fits.fz', 'tiny.fits', 'noheader.fits')]
+        paths += [Path(packed), *_make_test_images(tmp_path)]
+        for path in paths:
+            for index in range(len(walk(path))):
+                record = fits.header_record(path, ext=index)
+                assert record['hdu'] == index
+                assert record['header'] == self.astropy_values(path, index), (path, index)
+
+    def test_unusual_cards_are_read_by_astropy(self, tmp_path):
+        header = afits.Header()
+        header['LONGSTR'] = 'x' * 100
+        header['HIERARCH ESO DET CHIP'] = 'CCD 1'
+        header['CPLX'] = complex(1, 2)
+        header['QUOTE'] = "it's"
+        path = tmp_path / 'unusual.fits'
+        afits.writeto(path, np.zeros((2, 2), dtype=np.int16), header)
+        values = fits.header_record(path)['header']
+        assert values['LONGSTR'] == 'x' * 100
+        assert values['ESO DET CHIP'] == 'CCD 1'
+        assert values['CPLX'] == [1.0, 2.0]
+        assert values['QUOTE'] == "it's"
+
+    def test_extension_names(self, shared_data):
+        packed = shared_data / 'solved.fits.fz'
+        assert fits.header_record(packed)['hdu'] == 1
+        assert fits.header_record(packed, ext='PRIMARY')['hdu'] == 0
+        assert fits.header_record(packed, ext='compressed_image')['hdu'] == 1
+        assert fits.header_record(packed, ext=-1)['hdu'] == 1
+        with pytest.raises(KeyError, match='no extension'):
+            fits.header_record(packed, ext='SCI')
+        with pytest.raises(KeyError, match='no extension 2'):
+            fits.header_record(packed, ext=2)
+
+    def test_keywords(self, shared_data):
+        record = fits.header_record(shared_data / 'tiny.fits', ['imageid', 'MISSING'])
+        assert record['header'] == {'imageid': IMAGEID, 'MISSING': None}

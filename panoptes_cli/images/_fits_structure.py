@@ -28,6 +28,7 @@ class HDUInfo:
     cards: dict = field(default_factory=dict)
     offset: int = 0
     size: int = 0
+    header: bytes = b''
 
     @property
     def is_image(self) -> bool:
@@ -50,8 +51,8 @@ class HDUInfo:
         return self.cards.get(f'{prefix}BITPIX', 0), axes
 
 
-_WANTED = ('SIMPLE', 'XTENSION', 'BITPIX', 'NAXIS', 'PCOUNT', 'GCOUNT', 'ZIMAGE', 'ZBITPIX',
-           'ZNAXIS', 'ZCMPTYPE')
+_WANTED = ('SIMPLE', 'XTENSION', 'BITPIX', 'NAXIS', 'PCOUNT', 'GCOUNT', 'EXTNAME', 'ZIMAGE',
+           'ZBITPIX', 'ZNAXIS', 'ZCMPTYPE')
 
 
 def _value(raw: str):
@@ -67,21 +68,21 @@ def _value(raw: str):
         return raw
 
 
-def _read_header(stream, offset: int) -> tuple[dict, int]:
-    """Return the structural cards of the header at ``offset`` and its length in bytes."""
+def _read_header(stream, offset: int) -> tuple[dict, bytes]:
+    """Return the structural cards of the header at ``offset`` and the header's bytes."""
     cards = {}
-    length = 0
+    blocks = []
     while True:
         block = stream.read(BLOCK)
         if len(block) < BLOCK:
-            raise StructureError('empty or corrupt FITS file' if length == 0 and offset == 0
+            raise StructureError('empty or corrupt FITS file' if not blocks and offset == 0
                                  else f'header at byte {offset} is cut short')
-        length += BLOCK
+        blocks.append(block)
         for start in range(0, BLOCK, CARD):
             card = block[start:start + CARD].decode('ascii', 'replace')
             keyword = card[:8].rstrip()
             if keyword == 'END':
-                return cards, length
+                return cards, b''.join(blocks)
             if card[8:10] == '= ' and (keyword in _WANTED or keyword[:5] in ('NAXIS', 'ZNAXI')):
                 cards[keyword] = _value(card[10:])
 
@@ -102,13 +103,14 @@ def walk(path: str | os.PathLike) -> list[HDUInfo]:
                 # Bytes after the last HDU that are not an extension: readers ignore them.
                 break
             stream.seek(offset)
-            cards, header_length = _read_header(stream, offset)
+            cards, header = _read_header(stream, offset)
+            header_length = len(header)
             naxis = cards.get('NAXIS', 0)
             pixels = math.prod(cards.get(f'NAXIS{n}', 0) for n in range(1, naxis + 1)) if naxis else 0
             data = abs(cards.get('BITPIX', 8)) // 8 * cards.get('GCOUNT', 1) * (
                 cards.get('PCOUNT', 0) + pixels)
             padded = -(-data // BLOCK) * BLOCK
-            hdus.append(HDUInfo(cards, offset, header_length + padded))
+            hdus.append(HDUInfo(cards, offset, header_length + padded, header))
             offset += header_length + padded
             if offset > size:
                 raise StructureError(f'truncated: {size} of {offset} bytes')

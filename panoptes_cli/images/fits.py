@@ -267,6 +267,35 @@ def _json_value(value):
     return None
 
 
+def _extension_index(fn: PathLike, hdus: list, ext: int | str | None) -> int:
+    """The index of the HDU ``ext`` names (a number or an EXTNAME), else the image's."""
+    if ext is None:
+        return _image_extension(hdus)
+    if isinstance(ext, int):
+        if -len(hdus) <= ext < len(hdus):
+            return ext % len(hdus)
+    else:
+        names = [hdu.cards.get('EXTNAME', 'PRIMARY' if n == 0 else '') for n, hdu in enumerate(hdus)]
+        for n, name in enumerate(names):
+            if str(name).upper() == ext.upper():
+                return n
+    raise KeyError(f'{os.fspath(fn)}: no extension {ext!r}')
+
+
+def _astropy_header_values(fn: PathLike, index: int) -> dict:
+    """A header's values as astropy reads them, for the headers the fast reader declines."""
+    from astropy.io import fits
+
+    values = {}
+    with _reading(fn), fits.open(fn) as hdul:
+        for card in hdul[index].header.cards:
+            if card.keyword in ('COMMENT', 'HISTORY'):
+                values.setdefault(card.keyword, []).append(str(card.value))
+            elif card.keyword:
+                values[card.keyword] = _json_value(card.value)
+    return values
+
+
 def header_record(fn: PathLike, keywords: list[str] | None = None,
                   ext: int | str | None = None) -> dict:
     """Return the header of the image in a FITS file as a JSON-ready dict.
@@ -285,24 +314,14 @@ def header_record(fn: PathLike, keywords: list[str] | None = None,
         NotAFitsFile: The file is missing, truncated or not FITS.
         KeyError: There is no such extension.
     """
-    from astropy.io import fits
+    from panoptes_cli.images import _fits_header
 
-    with _reading(fn), fits.open(fn) as hdul:
-        if ext is None:
-            hdu = _image_hdu(hdul)
-        else:
-            try:
-                hdu = hdul[ext]
-            except (IndexError, KeyError):
-                raise KeyError(f'{os.fspath(fn)}: no extension {ext!r}') from None
-        index = hdul.index(hdu)
-        header = hdu.header
-    values = {}
-    for card in header.cards:
-        if card.keyword in ('COMMENT', 'HISTORY'):
-            values.setdefault(card.keyword, []).append(str(card.value))
-        elif card.keyword:
-            values[card.keyword] = _json_value(card.value)
+    hdus = _structure(fn)
+    index = _extension_index(fn, hdus, ext)
+    hdu = hdus[index]
+    values = _fits_header.parse(hdu.header, compressed=hdu.compressed)
+    if values is None:
+        values = _astropy_header_values(fn, index)
     if keywords:
         values = {key: values.get(key.upper()) for key in keywords}
     return {'filename': os.fspath(fn), 'hdu': index, 'header': values}

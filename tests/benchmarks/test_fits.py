@@ -1,0 +1,320 @@
+"""FITS packing, header reading and plate solving: ours against the bare tools.
+
+Run with ``pytest tests/benchmarks/test_fits.py --benchmark-only -s``. Every
+comparison is made in the same run and the ratios of the medians are printed
+at the end and kept in each benchmark's ``extra_info``. Targets (issue 5):
+
+- pack+unpack of a full frame (5208x3476 uint16) through panoptes_cli vs the
+  bare ``fpack``/``funpack`` binaries: <= 1.1x (the astropy fallback reported);
+- ``panoptes fits header`` on 200 files as one process vs astropy's
+  ``fitsheader``: <= 1x;
+- solving unsolved.fits: our overhead over a bare ``solve-field`` with the
+  same options: <= 10%; ``--jobs 2`` on 8 copies vs one at a time.
+
+panoptes-utils 0.2.29 (``/tmp/baseline-venv`` or ``PANOPTES_BASELINE_VENV``)
+is timed in its own process on the same files where it has the function.
+"""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import BASELINE_VENV
+
+HEIGHT, WIDTH = 3476, 5208
+SHARED_DATA = Path(__file__).resolve().parents[3] / 'shared' / 'data'
+INDEX = SHARED_DATA / 'astrometry' / 'index-kic8462852-tycho2-p7.fits'
+MEDIANS = {}
+
+BASELINE_SCRIPT = r'''
+import json, shutil, statistics, sys, time
+from panoptes.utils.images import fits as fits_utils
+
+what, source, work, config = sys.argv[1:5]
+times = []
+for _ in range(int(sys.argv[5])):
+    shutil.copy(source, work)
+    start = time.perf_counter()
+    if what == 'pack':
+        fits_utils.funpack(fits_utils.fpack(work))
+    else:
+        fits_utils.get_solve_field(work, skip_solved=False, **{'--config': config})
+    times.append(time.perf_counter() - start)
+print(json.dumps({'median_s': statistics.median(times)}))
+'''
+
+
+def full_frame() -> np.ndarray:
+    """A sky-like raw frame: sky level and gradient, Poisson noise, 400 stars."""
+    rng = np.random.default_rng(42)
+    sky = np.full((HEIGHT, WIDTH), 2000.0)
+    sky += np.linspace(0, 120, WIDTH)[None, :] + np.linspace(0, 60, HEIGHT)[:, None]
+    frame = rng.poisson(sky).astype(np.float64)
+    yy, xx = np.mgrid[-8:9, -8:9]
+    for _ in range(400):
+        y, x = int(rng.uniform(10, HEIGHT - 10)), int(rng.uniform(10, WIDTH - 10))
+        frame[y - 8:y + 9, x - 8:x + 9] += rng.uniform(500, 20000) * np.exp(
+            -(yy**2 + xx**2) / (2 * 1.6**2))
+    return np.clip(frame, 0, 2**14 - 1).astype(np.uint16)
+
+
+def record(benchmark, name: str) -> float:
+    median = benchmark.stats.stats.median
+    MEDIANS[name] = median
+    return median
+
+
+def ratio(benchmark, name: str, against: str) -> None:
+    if name in MEDIANS and against in MEDIANS:
+        benchmark.extra_info[f'ratio_vs_{against}'] = round(MEDIANS[name] / MEDIANS[against], 3)
+
+
+def baseline(what: str, source: Path, work: Path, config: Path, rounds: int) -> float | None:
+    python = BASELINE_VENV / 'bin' / 'python'
+    if not python.exists():
+        return None
+    completed = subprocess.run(
+        [str(python), '-c', BASELINE_SCRIPT, what, str(source), str(work), str(config),
+         str(rounds)], capture_output=True, text=True, check=True)
+    return json.loads(completed.stdout.splitlines()[-1])['median_s']
+
+
+@pytest.fixture(scope='module', autouse=True)
+def summary():
+    yield
+    if not MEDIANS:
+        return
+    print('\n\nmedians (s):')
+    for name, median in MEDIANS.items():
+        print(f'  {name:32s} {median:8.3f}')
+    pairs = [
+        ('pack_unpack_api', 'pack_unpack_bare'), ('pack_unpack_cli', 'pack_unpack_bare'),
+        ('pack_unpack_astropy', 'pack_unpack_bare'), ('pack_unpack_baseline', 'pack_unpack_bare'),
+        ('header_cli', 'header_fitsheader'),
+        ('solve_api', 'solve_bare'), ('solve_cli', 'solve_bare'), ('solve_baseline', 'solve_bare'),
+        ('solve_8_jobs2', 'solve_8_jobs1'),
+    ]
+    print('ratios:')
+    for name, against in pairs:
+        if name in MEDIANS and against in MEDIANS:
+            print(f'  {name} / {against} = {MEDIANS[name] / MEDIANS[against]:.3f}')
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp('fits-bench')
+
+
+@pytest.fixture(scope='module')
+def frame(workdir):
+    from panoptes_cli.images.fits import write_fits
+
+    path = workdir / 'frame-master.fits'
+    write_fits(full_frame(), {'IMAGEID': 'PAN000_000000_20240101T000000'}, path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def config(workdir):
+    path = workdir / 'backend.cfg'
+    path.write_text(f'index {INDEX}\n')
+    return path
+
+
+def _copy_to(source: Path, target: Path):
+    def setup():
+        for stale in (target, Path(f'{target}.fz')):
+            stale.unlink(missing_ok=True)
+        shutil.copy(source, target)
+        # Write the copy out now, so that no timed fsync pays for the set-up's writes.
+        os.sync()
+    return setup
+
+
+# -- pack + unpack of a full frame -------------------------------------------------------------
+
+@pytest.mark.benchmark(group='pack+unpack full frame')
+def test_pack_unpack_bare(benchmark, frame, workdir):
+    fpack, funpack = shutil.which('fpack'), shutil.which('funpack')
+    if not (fpack and funpack):
+        pytest.skip('fpack/funpack not installed')
+    work = workdir / 'bare.fits'
+
+    def run():
+        subprocess.run([fpack, '-D', '-Y', str(work)], check=True)
+        subprocess.run([funpack, '-D', f'{work}.fz'], check=True)
+
+    benchmark.pedantic(run, setup=_copy_to(frame, work), rounds=9, warmup_rounds=1)
+    record(benchmark, 'pack_unpack_bare')
+
+
+@pytest.mark.benchmark(group='pack+unpack full frame')
+def test_pack_unpack_api(benchmark, frame, workdir, config):
+    from panoptes_cli.images import fits
+
+    work = workdir / 'api.fits'
+    benchmark.pedantic(lambda: fits.funpack(fits.fpack(work)), setup=_copy_to(frame, work),
+                       rounds=9, warmup_rounds=1)
+    record(benchmark, 'pack_unpack_api')
+    ratio(benchmark, 'pack_unpack_api', 'pack_unpack_bare')
+    base = baseline('pack', frame, workdir / 'baseline.fits', config, 9)
+    if base is not None:
+        MEDIANS['pack_unpack_baseline'] = base
+        benchmark.extra_info['baseline_0.2.29_median_s'] = base
+
+
+@pytest.mark.benchmark(group='pack+unpack full frame')
+def test_pack_unpack_cli(benchmark, frame, workdir):
+    panoptes = shutil.which('panoptes')
+    work = workdir / 'cli.fits'
+
+    def run():
+        subprocess.run([panoptes, 'fits', 'pack', str(work)], check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run([panoptes, 'fits', 'unpack', f'{work}.fz'], check=True,
+                       stdout=subprocess.DEVNULL)
+
+    benchmark.pedantic(run, setup=_copy_to(frame, work), rounds=9, warmup_rounds=1)
+    record(benchmark, 'pack_unpack_cli')
+    ratio(benchmark, 'pack_unpack_cli', 'pack_unpack_bare')
+
+
+@pytest.mark.benchmark(group='pack+unpack full frame')
+def test_pack_unpack_astropy(benchmark, frame, workdir, monkeypatch):
+    from panoptes_cli.images import fits
+
+    monkeypatch.setenv('PATH', '/nonexistent')
+    work = workdir / 'astropy.fits'
+    benchmark.pedantic(lambda: fits.funpack(fits.fpack(work)), setup=_copy_to(frame, work),
+                       rounds=5, warmup_rounds=1)
+    record(benchmark, 'pack_unpack_astropy')
+    ratio(benchmark, 'pack_unpack_astropy', 'pack_unpack_bare')
+
+
+# -- header of 200 files, one process ----------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def many_files(workdir):
+    directory = workdir / 'headers'
+    directory.mkdir()
+    paths = []
+    for n in range(200):
+        path = directory / f'frame{n:03d}.fits'
+        shutil.copy(SHARED_DATA / 'tiny.fits', path)
+        paths.append(str(path))
+    return paths
+
+
+def _run_quiet(argv):
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+
+
+@pytest.mark.benchmark(group='header of 200 files')
+def test_header_fitsheader(benchmark, many_files):
+    fitsheader = shutil.which('fitsheader') or pytest.skip('astropy fitsheader not installed')
+    benchmark.pedantic(_run_quiet, args=([fitsheader, *many_files],), rounds=9, warmup_rounds=1)
+    record(benchmark, 'header_fitsheader')
+
+
+@pytest.mark.benchmark(group='header of 200 files')
+def test_header_cli(benchmark, many_files):
+    argv = [shutil.which('panoptes'), 'fits', 'header', *many_files]
+    benchmark.pedantic(_run_quiet, args=(argv,), rounds=9, warmup_rounds=1)
+    record(benchmark, 'header_cli')
+    ratio(benchmark, 'header_cli', 'header_fitsheader')
+
+
+# -- solving unsolved.fits ---------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def solve_args(workdir, config):
+    """The exact solve-field command line get_solve_field runs for unsolved.fits."""
+    from panoptes_cli.images import fits
+
+    if not shutil.which('solve-field'):
+        pytest.skip('solve-field not installed')
+    probe = workdir / 'probe.fits'
+    shutil.copy(SHARED_DATA / 'unsolved.fits', probe)
+    with fits.solve_field(probe, **{'--config': config}) as process:
+        args, private = list(process.args), str(process.workdir)
+        process.communicate()
+    return args, private, str(probe)
+
+
+@pytest.mark.benchmark(group='solve unsolved.fits')
+def test_solve_bare(benchmark, solve_args, workdir):
+    args, private, probe = solve_args
+    work = workdir / 'solve-bare.fits'
+
+    def run():
+        directory = tempfile.mkdtemp(prefix='bench-solve-')
+        try:
+            argv = [arg.replace(private, directory) for arg in args[:-1]] + [str(work)]
+            completed = subprocess.run(argv, check=True, capture_output=True)
+            assert b'solved with index' in completed.stdout
+        finally:
+            shutil.rmtree(directory)
+
+    benchmark.pedantic(run, setup=_copy_to(SHARED_DATA / 'unsolved.fits', work), rounds=7,
+                       warmup_rounds=1)
+    record(benchmark, 'solve_bare')
+
+
+@pytest.mark.benchmark(group='solve unsolved.fits')
+def test_solve_api(benchmark, solve_args, workdir, config):
+    from panoptes_cli.images import fits
+
+    work = workdir / 'solve-api.fits'
+    benchmark.pedantic(lambda: fits.get_solve_field(work, **{'--config': config}),
+                       setup=_copy_to(SHARED_DATA / 'unsolved.fits', work), rounds=7,
+                       warmup_rounds=1)
+    record(benchmark, 'solve_api')
+    ratio(benchmark, 'solve_api', 'solve_bare')
+    base = baseline('solve', SHARED_DATA / 'unsolved.fits', workdir / 'solve-baseline.fits',
+                    config, 7)
+    if base is not None:
+        MEDIANS['solve_baseline'] = base
+        benchmark.extra_info['baseline_0.2.29_median_s'] = base
+
+
+@pytest.mark.benchmark(group='solve unsolved.fits')
+def test_solve_cli(benchmark, solve_args, workdir, config):
+    work = workdir / 'solve-cli.fits'
+    argv = [shutil.which('panoptes'), 'fits', 'solve', '--config', str(config), str(work)]
+    benchmark.pedantic(_run_quiet, args=(argv,),
+                       setup=_copy_to(SHARED_DATA / 'unsolved.fits', work), rounds=7,
+                       warmup_rounds=1)
+    record(benchmark, 'solve_cli')
+    ratio(benchmark, 'solve_cli', 'solve_bare')
+
+
+@pytest.fixture(scope='module')
+def eight_copies(workdir):
+    directory = workdir / 'eight'
+    directory.mkdir()
+    paths = [directory / f'unsolved{n}.fits' for n in range(8)]
+
+    def setup():
+        for path in paths:
+            shutil.copy(SHARED_DATA / 'unsolved.fits', path)
+    return paths, setup
+
+
+@pytest.mark.parametrize('jobs', [1, 2])
+@pytest.mark.benchmark(group='solve 8 copies')
+def test_solve_eight(benchmark, solve_args, eight_copies, config, jobs):
+    paths, setup = eight_copies
+    argv = [shutil.which('panoptes'), 'fits', 'solve', '--jobs', str(jobs), '--config',
+            str(config), *map(str, paths)]
+    benchmark.pedantic(_run_quiet, args=(argv,), setup=setup, rounds=3, warmup_rounds=0)
+    record(benchmark, f'solve_8_jobs{jobs}')
+    ratio(benchmark, 'solve_8_jobs2', 'solve_8_jobs1')
