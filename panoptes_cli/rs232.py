@@ -7,6 +7,7 @@ Importing this module registers the simulated devices of
 
 import json
 import operator
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -416,7 +417,8 @@ def _parse_line(line: str) -> tuple[Any, str | None]:
 
 def listen(port: str, baudrate: int = 9600, *, parse: bool = True, timeout: float | None = None,
            retry_delay: float = 0.5, max_retry_delay: float = 10.0,
-           poll_interval: float = 0.5) -> Iterator[Reading | SkippedLine | Disconnected | Reconnected]:
+           poll_interval: float = 0.5, stop: threading.Event | None = None,
+           ) -> Iterator[Reading | SkippedLine | Disconnected | Reconnected]:
     """Read a device's lines for ever, surviving its disappearances; yield what happens.
 
     Yields a :class:`Reading` for every line: with ``parse`` only lines that
@@ -452,7 +454,9 @@ def listen(port: str, baudrate: int = 9600, *, parse: bool = True, timeout: floa
             arrived for this many seconds, even while reconnecting (default: wait for ever).
         retry_delay: Seconds before the first attempt to reopen a lost device.
         max_retry_delay: Longest wait between attempts.
-        poll_interval: Longest a read blocks, so timeouts are noticed.
+        poll_interval: Longest a read blocks, so timeouts and ``stop`` are noticed.
+        stop: When this event is set, the generator ends (within ``poll_interval``),
+            for a listener running in a thread.
 
     Raises:
         panoptes_cli.error.BadSerialConnection: If the port cannot be opened at the start.
@@ -465,17 +469,22 @@ def listen(port: str, baudrate: int = 9600, *, parse: bool = True, timeout: floa
     first_line = True
 
     def check_timeout():
+        if stop is not None and stop.is_set():
+            raise _Stopped()
         if timeout is not None and time.monotonic() - last_data > timeout:
             raise Timeout(f'{port}: no data for {timeout:g} s; is the device on and sending at '
                           f'{baudrate} baud?')
 
     try:
-        while True:
+        while stop is None or not stop.is_set():
             try:
                 chunk = device.read_available()
             except BadSerialConnection as err:
-                yield from _reconnect(device, port, err.msg, retry_delay, max_retry_delay,
-                                      check_timeout)
+                try:
+                    yield from _reconnect(device, port, err.msg, retry_delay, max_retry_delay,
+                                          check_timeout)
+                except _Stopped:
+                    return
                 pending.clear()
                 first_line = True
                 continue
@@ -511,6 +520,10 @@ def listen(port: str, baudrate: int = 9600, *, parse: bool = True, timeout: floa
                 first_line = False
     finally:
         device.disconnect()
+
+
+class _Stopped(Exception):
+    """The caller's stop event was set while reconnecting."""
 
 
 def _text(data: bytes) -> str:
