@@ -835,8 +835,8 @@ def _image_size(hdus: list) -> tuple[int, int]:
 
 def _pointing_hint(fits_fname: PathLike) -> tuple[float, float] | None:
     """The mount's RA/Dec from the RA-MNT/DEC-MNT headers, if both are numbers."""
-    header = getheader(fits_fname)
-    ra, dec = header.get('RA-MNT'), header.get('DEC-MNT')
+    header = header_record(fits_fname, ['RA-MNT', 'DEC-MNT'])['header']
+    ra, dec = header['RA-MNT'], header['DEC-MNT']
     if isinstance(ra, int | float) and isinstance(dec, int | float) and not isinstance(
             ra, bool) and not isinstance(dec, bool):
         return float(ra), float(dec)
@@ -947,8 +947,21 @@ def _header_dict(header) -> dict:
             if card.keyword not in ('COMMENT', 'HISTORY', '')}
 
 
-def _is_solved(fits_fname: PathLike) -> bool:
-    return getwcs(fits_fname).is_celestial
+_LONGITUDES = ('RA--', 'GLON', 'ELON', 'SLON', 'HLON')
+_LATITUDES = ('DEC-', 'GLAT', 'ELAT', 'SLAT', 'HLAT')
+
+
+def _solved_header(fits_fname: PathLike) -> dict | None:
+    """The image's header if it has a celestial WCS (both sky axes), else None.
+
+    Read from CTYPE1/CTYPE2 rather than through astropy.wcs, whose import
+    alone would cost ``panoptes fits solve`` half a second.
+    """
+    header = header_record(fits_fname)['header']
+    axes = {str(header.get('CTYPE1', ''))[:4], str(header.get('CTYPE2', ''))[:4]}
+    if axes & set(_LONGITUDES) and axes & set(_LATITUDES):
+        return {key: value for key, value in header.items() if key not in ('COMMENT', 'HISTORY')}
+    return None
 
 
 def _write_solution(process, target: Path, replace: bool, overwrite: bool):
@@ -991,6 +1004,15 @@ def _write_solution(process, target: Path, replace: bool, overwrite: bool):
             with _atomic_output(target, overwrite) as temp:
                 _write_hdul(hdul, temp, checksum=checksum)
     return solved_header
+
+
+def _import_in_background(module: str) -> None:
+    import importlib
+    import sys
+
+    if module not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=(module,),
+                         name=f'import {module}').start()
 
 
 def get_solve_field(fname: PathLike, replace: bool = True, overwrite: bool = True,
@@ -1060,8 +1082,9 @@ def get_solve_field(fname: PathLike, replace: bool = True, overwrite: bool = Tru
     source = Path(fname)
     if replace and not overwrite:
         raise IllegalValue(f'{source}: replacing the file with its solution needs overwrite=True')
-    if skip_solved and _is_solved(source):
-        info = {**_header_dict(getheader(source)), **get_wcsinfo(source)}
+    solved_header = _solved_header(source) if skip_solved else None
+    if solved_header is not None:
+        info = {**solved_header, **get_wcsinfo(source)}
         return {**info, 'solved_fits_file': os.fspath(source), 'skipped': True}
     target = source if replace else (
         source.with_name(source.name[:-3]) if source.name.endswith('.fz') else source
@@ -1070,6 +1093,9 @@ def get_solve_field(fname: PathLike, replace: bool = True, overwrite: bool = Tru
         raise FileExistsError(17, 'File exists', os.fspath(target))
 
     with solve_field(source, timeout=timeout, **kwargs) as process:
+        # Writing the solution needs astropy: import it while solve-field works,
+        # rather than after (half a second off a one-file ``panoptes fits solve``).
+        _import_in_background('astropy.io.fits')
         output, _ = process.communicate()
         if not process.wcs_file.exists():
             lines = [line.strip() for line in output.splitlines() if line.strip()]
