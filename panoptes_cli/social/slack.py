@@ -34,7 +34,12 @@ class SocialSlack:
         self.output_timestamp = bool(kwargs.get('output_timestamp', False))
         self.timeout = float(kwargs.get('timeout', 10.0))
         # The webhook URL is a secret: logs name only its host.
-        self._where = urlsplit(self.web_hook).netloc or 'the webhook'
+        parts = urlsplit(self.web_hook)
+        self._where = parts.netloc or 'the webhook'
+        self._secret = parts.path + (f'?{parts.query}' if parts.query else '')
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._secret, '/<webhook path>') if len(self._secret) > 1 else text
 
     def send_message(self, msg: str, timestamp=None) -> bool:
         """Post ``msg`` (with `` - timestamp`` when ``output_timestamp``); return True on success."""
@@ -42,7 +47,7 @@ class SocialSlack:
         try:
             response = requests.post(self.web_hook, json={'text': text}, timeout=self.timeout)
         except requests.RequestException as err:
-            logger.warning('Error posting to Slack ({}): {}', self._where, err)
+            logger.warning('Error posting to Slack ({}): {}', self._where, self._redact(str(err)))
             return False
         if not response.ok:
             logger.warning('Error posting to Slack ({}): HTTP {} {}', self._where,
