@@ -11,6 +11,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / 'shared' / 'data'
+# panoptes-utils 0.2.29 in a throwaway venv outside the repo, for benchmarks (see README).
+BASELINE_VENV = Path(os.environ.get('PANOPTES_BASELINE_VENV', '/tmp/baseline-venv'))
 # CI sets CI=true: there every external program the README installs must be present.
 IN_CI = os.environ.get('CI', '').lower() == 'true'
 

@@ -3,12 +3,10 @@
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-# panoptes-utils 0.2.29 in a throwaway venv outside the repo (see README, "Benchmarks").
-BASELINE_VENV = Path(os.environ.get('PANOPTES_BASELINE_VENV', '/tmp/baseline-venv'))
+from conftest import BASELINE_VENV
 
 
 @pytest.fixture
