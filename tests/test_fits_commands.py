@@ -38,7 +38,8 @@ def truncated(tmp_path, shared_data):
 
 class TestHeader:
     def test_whole_headers(self, cli, shared_data):
-        result = cli('fits', 'header', shared_data / 'unsolved.fits', shared_data / 'solved.fits.fz')
+        result = cli('fits', 'header', shared_data / 'unsolved.fits',
+                     shared_data / 'solved.fits.fz')
         assert result.exit_code == 0, result.stderr
         plain, packed = records(result.stdout)
         assert plain['filename'] == str(shared_data / 'unsolved.fits') and plain['hdu'] == 0
@@ -101,7 +102,7 @@ class TestPack:
         result = cli('fits', 'unpack', *[f'{p}.fz' for p in paths])
         assert result.exit_code == 0, result.stderr
         assert records(result.stdout) == [{'filename': f'{p}.fz', 'output': str(p)} for p in paths]
-        for path, data in zip(paths, before):
+        for path, data in zip(paths, before, strict=True):
             assert np.array_equal(fits.getdata(path), data)
             assert not Path(f'{path}.fz').exists()
 
@@ -234,7 +235,8 @@ class TestWcs:
                                  'no WCS in the header (not plate-solved yet)\n')
         result = cli('fits', 'wcs', truncated)
         assert result.exit_code == 1
-        assert result.stderr == f'Error: {truncated}: not a FITS file (truncated: 100000 of 987840 bytes)\n'
+        assert result.stderr == (f'Error: {truncated}: '
+                                 'not a FITS file (truncated: 100000 of 987840 bytes)\n')
 
 
 @pytest.mark.parametrize('command', ['header', 'pack', 'unpack', 'solve', 'wcs'])

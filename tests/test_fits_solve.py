@@ -1,6 +1,5 @@
 """Plate solving with the real solve-field and wcsinfo and the small shared index."""
 
-import os
 import signal
 import tempfile
 import time

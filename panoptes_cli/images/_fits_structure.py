@@ -106,7 +106,8 @@ def walk(path: str | os.PathLike) -> list[HDUInfo]:
             cards, header = _read_header(stream, offset)
             header_length = len(header)
             naxis = cards.get('NAXIS', 0)
-            pixels = math.prod(cards.get(f'NAXIS{n}', 0) for n in range(1, naxis + 1)) if naxis else 0
+            axes = [cards.get(f'NAXIS{n}', 0) for n in range(1, naxis + 1)]
+            pixels = math.prod(axes) if axes else 0
             data = abs(cards.get('BITPIX', 8)) // 8 * cards.get('GCOUNT', 1) * (
                 cards.get('PCOUNT', 0) + pixels)
             padded = -(-data // BLOCK) * BLOCK

@@ -275,8 +275,8 @@ def _extension_index(fn: PathLike, hdus: list, ext: int | str | None) -> int:
         if -len(hdus) <= ext < len(hdus):
             return ext % len(hdus)
     else:
-        names = [hdu.cards.get('EXTNAME', 'PRIMARY' if n == 0 else '') for n, hdu in enumerate(hdus)]
-        for n, name in enumerate(names):
+        for n, hdu in enumerate(hdus):
+            name = hdu.cards.get('EXTNAME', 'PRIMARY' if n == 0 else '')
             if str(name).upper() == ext.upper():
                 return n
     raise KeyError(f'{os.fspath(fn)}: no extension {ext!r}')
@@ -307,8 +307,11 @@ def header_record(fn: PathLike, keywords: list[str] | None = None,
     those are given, None for the missing ones.
 
     >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data'
-    >>> header_record(SHARED / 'solved.fits.fz', ['FIELD', 'EXPTIME', 'NOSUCH'])
-    {'filename': '.../solved.fits.fz', 'hdu': 1, 'header': {'FIELD': 'KIC 8462852', 'EXPTIME': 120.4, 'NOSUCH': None}}
+    >>> record = header_record(SHARED / 'solved.fits.fz', ['FIELD', 'EXPTIME', 'NOSUCH'])
+    >>> record['filename'], record['hdu']
+    ('.../solved.fits.fz', 1)
+    >>> record['header']
+    {'FIELD': 'KIC 8462852', 'EXPTIME': 120.4, 'NOSUCH': None}
 
     Raises:
         NotAFitsFile: The file is missing, truncated or not FITS.
@@ -445,18 +448,25 @@ def write_fits(data, header: Header | Mapping | None, filename: PathLike,
 
     Raises:
         FileExistsError: ``filename`` exists and ``overwrite`` is not set.
+        IllegalValue: The data cannot be stored in a FITS file.
         OSError: The file could not be written.
     """
     from astropy.io import fits
 
     overwrite = kwargs.pop('overwrite', False)
     try:
-        if _is_fpacked_name(filename):
-            image = fits.CompImageHDU(data, compression_type='RICE_1')
-            hdul = fits.HDUList([fits.PrimaryHDU(), image])
-        else:
-            image = fits.PrimaryHDU(data)
-            hdul = fits.HDUList([image])
+        try:
+            if _is_fpacked_name(filename):
+                image = fits.CompImageHDU(data, compression_type='RICE_1')
+                hdul = fits.HDUList([fits.PrimaryHDU(), image])
+            else:
+                image = fits.PrimaryHDU(data)
+                hdul = fits.HDUList([image])
+        except (KeyError, TypeError, ValueError) as exc:
+            # astropy's KeyError for, say, an object array says only "dtype('O')".
+            dtype = getattr(data, 'dtype', type(data).__name__)
+            raise IllegalValue(f'{os.fspath(filename)}: data of type {dtype} cannot be '
+                               f'written as FITS ({exc})') from exc
         _fill_header(image.header, header)
         with _atomic_output(filename, overwrite) as temp:
             _write_hdul(hdul, temp, **kwargs)
