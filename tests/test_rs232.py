@@ -3,7 +3,6 @@
 import contextlib
 import errno
 import json
-import select
 import os
 import threading
 import time
@@ -203,7 +202,8 @@ def test_get_reading_has_an_iso_utc_timestamp(monkeypatch):
     assert line == 'hello\n'
     assert before <= datetime.fromisoformat(when) <= datetime.utcnow()
     monkeypatch.setenv('POCSTIME', '2021-06-01 03:04:05')
-    assert SerialData('buffers://').get_reading()[0] == '2021-06-01T03:04:05.000'
+    pb.SetRBufferValue(b'again\n')
+    assert SerialData('buffers://').get_reading() == ('2021-06-01T03:04:05.000', 'again\n')
 
 
 def test_get_and_parse_reading_skips_garbage():
