@@ -124,7 +124,7 @@ def _post(host: str, port: int, path: str, body: bytes) -> tuple:
             connection.close()
             raise BadConnection(f'config server at {url}: connection refused; '
                                 "start it with 'panoptes config run'") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             connection.close()
             raise BadConnection(f'config server at {url}: no answer within {TIMEOUT:g} s; '
                                 'is it overloaded or stopped?') from None

@@ -35,6 +35,7 @@ strings. YAML is loaded safely: tags never build Python objects.
 
 import copy
 import functools
+import gc
 import json
 import logging
 import multiprocessing
@@ -106,8 +107,9 @@ class ConfigStore:
     Args:
         config_files (str or list): The config file(s) to serve.
         load_local (bool): Merge each file's ``<stem>_local.yaml``.
-        save_local (bool): Save every set to the local file of the last
-            config file before acknowledging it.
+        save_local (bool): Save the whole running config to the local file of
+            the last config file after every set, before acknowledging it (as
+            the manual's server does), so a restart comes back to it.
     """
 
     def __init__(self, config_files, load_local: bool = True, save_local: bool = False):
@@ -121,6 +123,10 @@ class ConfigStore:
             raise InvalidConfig(f'{self.config_files[-1]}: cannot save changes beside the default '
                                 'config bundled with panoptes-cli; serve a copy of your own '
                                 '(panoptes config run pocs.yaml) or do not save local changes')
+        if save_local and not os.access(self.local_path.parent, os.W_OK):
+            raise InvalidConfig(f'{self.local_path.parent}: not writable, so changes cannot be '
+                                f'saved to {self.local_path.name}; do not save local changes '
+                                '(--no-save-local) or serve a config from a writable directory')
         # _lock guards the config; _save_lock orders the saves. A save takes a
         # snapshot under _lock, writes outside it, and covers every set made
         # before the snapshot, so concurrent setters share one write.
@@ -158,7 +164,11 @@ class ConfigStore:
             self._version += 1
             version = self._version
         if self.save_local:
-            self._save(version)
+            try:
+                self._save(version)
+            except OSError as err:
+                raise PanError(f'{", ".join(values)} set in the running server but not saved to '
+                               f'{self.local_path}: {err.strerror or err}') from None
         return values
 
     def _set_all(self, values: dict) -> None:
@@ -258,12 +268,15 @@ def _json_endpoint(handler):
             response.status = getattr(err, 'status', 400)
             return _failure(err.msg)
         except Exception as err:  # noqa: BLE001 - the server must answer, and stay up
+            if isinstance(err, PanError):
+                message = err.msg
+            else:
+                message = f'internal error: {type(err).__name__}: {err}'
             log_error = bottle.request.app.config['panoptes.error_log']
             if log_error is not None:
-                log_error(f'{bottle.request.path} failed: {type(err).__name__}: {err}')
+                log_error(f'{bottle.request.path}: {message}')
             response.status = 500
-            message = err.msg if isinstance(err, PanError) else f'{type(err).__name__}: {err}'
-            return _failure(f'internal error: {message}')
+            return _failure(message)
 
     return endpoint
 
@@ -479,6 +492,9 @@ class ConfigServer:
                                'use config_server() for a server in the background')
         previous = {signum: signal.signal(signum, _raise_system_exit)
                     for signum in (signal.SIGINT, signal.SIGTERM)}
+        # What is loaded now (astropy, and under fork the parent's whole heap)
+        # lives as long as the server: keep the garbage collector off it.
+        gc.freeze()
         self._running = True
         try:
             self._server.run()
@@ -566,8 +582,8 @@ def config_server(config_file=None, host=None, port=None, load_local=True, save_
         InvalidConfig: If the config file is missing or invalid (naming file and line).
         BadConnection: If the server cannot listen (e.g. the port is in use).
     """
-    options = dict(config_file=config_file, host=host, port=port, load_local=load_local,
-                   save_local=save_local, access_logs=access_logs, error_logs=error_logs)
+    options = {'config_file': config_file, 'host': host, 'port': port, 'load_local': load_local,
+               'save_local': save_local, 'access_logs': access_logs, 'error_logs': error_logs}
     if not auto_start:
         process = multiprocessing.Process(target=_serve_in_process, args=(None, options),
                                           name='panoptes-config-server', daemon=True)

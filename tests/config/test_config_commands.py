@@ -12,7 +12,6 @@ import pytest
 
 from panoptes_cli.config.client import get_config, server_is_running
 
-
 # --- get --------------------------------------------------------------------------------
 
 def test_get_prints_json(cli, server):

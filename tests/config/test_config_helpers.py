@@ -17,7 +17,7 @@ from panoptes_cli.config.helpers import (
     parse_key,
     save_config,
 )
-from panoptes_cli.error import InvalidConfig
+from panoptes_cli.error import InvalidConfig, InvalidSerialization
 
 
 def write(path, text):
@@ -193,7 +193,7 @@ def test_save_config_keeps_permissions(config_file):
 
 def test_failed_save_leaves_the_old_file_and_no_temp_file(config_file):
     local = write(config_file.with_name('testing_local.yaml'), 'name: mine\n')
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidSerialization):
         save_config(config_file, {'bad': object()})
     assert local.read_text() == 'name: mine\n'
     assert sorted(os.listdir(config_file.parent)) == ['pandir', 'testing.yaml',

@@ -195,6 +195,17 @@ def test_save_local_writes_each_set_before_answering(start_server, config_file):
     assert 'horizon: 30 deg' in config_file.read_text()
 
 
+def test_a_failed_save_is_reported(start_server, config_file):
+    start_server(config_file, save_local=True)
+    # A directory where the local file should go makes the rename fail.
+    config_file.with_name('testing_local.yaml').mkdir()
+    with pytest.raises(BadConnection, match=r'HTTP 500: location\.horizon set in the running server '
+                                            r'but not saved to .*testing_local\.yaml: Is a directory'):
+        set_config('location.horizon', 45 * u.deg)
+    assert server_is_running()
+    assert not [name for name in os.listdir(config_file.parent) if name.endswith('.tmp')]
+
+
 def test_no_save_leaves_files_alone(server, config_file):
     before = config_file.read_text()
     set_config('location.horizon', 45 * u.deg)
