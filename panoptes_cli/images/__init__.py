@@ -307,7 +307,8 @@ def make_pretty_image(fname: PathLike, title: str | None = None, timeout: float 
         link_path (None or str, optional): Path to location that image should be
             sym-linked. The directory must exist. An existing link there is replaced.
         **kwargs: ``jpg_fname`` (where to write the JPG instead), ``overwrite`` (default
-            True: a pretty picture is regenerated), ``quality`` (JPEG quality, default 90).
+            True: a pretty picture is regenerated), ``quality`` (JPEG quality, default 90),
+            ``decoder`` (for a CR2, see :func:`panoptes_cli.images.cr2.read_cr2`).
 
     Returns:
         str: Filename of the JPG that was created (the manual's version returned
@@ -330,7 +331,8 @@ def make_pretty_image(fname: PathLike, title: str | None = None, timeout: float 
 
     jpg_fname = Path(kwargs.get('jpg_fname') or pretty_image_path(fname))
     if kind == '.cr2':
-        picture, default_title = _picture_from_cr2(fname, timeout=timeout)
+        picture, default_title = _picture_from_cr2(fname, timeout=timeout,
+                                                   decoder=kwargs.get('decoder', 'auto'))
     else:
         picture, default_title = _picture_from_fits(fname)
     with _atomic_path(jpg_fname, kwargs.get('overwrite', True)) as temp:
@@ -354,12 +356,16 @@ def _picture_from_fits(fname: Path) -> tuple:
     return picture, title
 
 
-def _picture_from_cr2(fname: Path, timeout: float) -> tuple:
+def _picture_from_cr2(fname: Path, timeout: float, decoder: str = 'auto') -> tuple:
     """Return the stretched colour picture of a CR2 raw frame and its default title."""
     from panoptes_cli.images import cr2
 
     exif_reader = cr2.start_read_exif(fname)
-    picture = _colour_picture(cr2.read_cr2(fname, timeout=timeout))
+    try:
+        picture = _colour_picture(cr2.read_cr2(fname, decoder=decoder, timeout=timeout))
+    except BaseException:
+        exif_reader.cancel()
+        raise
     exif = exif_reader.result()
     date = cr2.exif_date(exif) or _date_from_name(fname)
     iso = exif.get('ISO')

@@ -559,7 +559,8 @@ def convert(cr2_fname: PathLike, to: str = 'fits', output_dir: PathLike | None =
 
         output = make_pretty_image(path, title=kwargs.get('title'),
                                    timeout=kwargs.get('timeout') or 15, img_type='.cr2',
-                                   jpg_fname=target, overwrite=overwrite)
+                                   jpg_fname=target, overwrite=overwrite,
+                                   decoder=kwargs.get('decoder', 'auto'))
     if remove_cr2:
         path.unlink()
     return output
