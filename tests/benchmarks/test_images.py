@@ -11,6 +11,7 @@ make_pretty_image <= 1.5 s.
 """
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -21,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import BASELINE_VENV
-
+# As in conftest.py; read here directly so this module does not depend on which
+# conftest module Python finds under that name.
+BASELINE_VENV = Path(os.environ.get('PANOPTES_BASELINE_VENV', '/tmp/baseline-venv'))
 HEIGHT, WIDTH = 3476, 5208
 SHARED_TOOLS = Path(__file__).resolve().parents[3] / 'shared' / 'tools'
 SUMMARY = {}
