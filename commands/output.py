@@ -160,7 +160,9 @@ class _RichProgress:
 
         self.progress = Progress(
             '[progress.description]{task.description}', BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+            # Rich would otherwise send the command's stdout (the data) to the terminal.
+            redirect_stdout=False, redirect_stderr=False)
         self.task = self.progress.add_task(description, total=total)
 
     def __enter__(self):

@@ -127,8 +127,6 @@ def test_help_says_which_decoder(cli):
     assert 'LibRaw' in result.stdout and 'dcraw' in result.stdout and 'Examples:' in result.stdout
 
 
-@pytest.mark.xfail(reason='commands/output.py progress() lets Rich redirect stdout to the '
-                          'terminal (see notes for issue 6)', strict=False)
 def test_progress_bar_on_a_terminal_only(data_copy, tmp_path):
     """The real executable, stderr on a pseudo-terminal: a bar there, NDJSON on stdout."""
     paths = [data_copy(SYNTHETIC, f'{n}.cr2') for n in range(3)]
