@@ -285,9 +285,6 @@ def test_solve_ctrl_c_stops_every_solve(tmp_path, data_copy):
     assert list((tmp_path / 'tmpdir').iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "commands/output.py's rich Progress redirects stdout (redirect_stdout defaults to True), "
-    'so NDJSON goes to the terminal instead of stdout; needs redirect_stdout=False there'))
 def test_solve_progress_on_a_terminal(tmp_path, data_copy, config):
     require_program('solve-field')
     panoptes = shutil.which('panoptes')

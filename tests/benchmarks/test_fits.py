@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import BASELINE_VENV
-
+BASELINE_VENV = Path(os.environ.get('PANOPTES_BASELINE_VENV', '/tmp/baseline-venv'))
 HEIGHT, WIDTH = 3476, 5208
 SHARED_DATA = Path(__file__).resolve().parents[3] / 'shared' / 'data'
 INDEX = SHARED_DATA / 'astrometry' / 'index-kic8462852-tycho2-p7.fits'
