@@ -52,8 +52,9 @@ def _emit_server_json(text: str, raw: bool = False) -> None:
 @app.command()
 def run(
     config_file: str = typer.Argument(
-        None, help='YAML config file to serve; default $PANOPTES_CONFIG_FILE, else the '
-                   'default unit config bundled with panoptes-cli.'),
+        None, metavar='CONFIG_FILE',
+        help='YAML config file to serve; default $PANOPTES_CONFIG_FILE, else the '
+             'default unit config bundled with panoptes-cli.'),
     host: str = typer.Option(
         None, '--host', help='Address to listen on; default $PANOPTES_CONFIG_HOST, else '
                              '127.0.0.1 (this host only).'),
@@ -68,7 +69,7 @@ def run(
         help='Save every set to <name>_local.yaml before acknowledging it; default on, '
              'except when serving the bundled default config.'),
 ):
-    """Serve a config file to the programs on this host (in the foreground).
+    """Serve a config file over HTTP, in the foreground.
 
     Logs one line with the server's URL to stderr, then serves until Ctrl-C or
     SIGTERM (or 'panoptes config stop'), finishing requests in hand first. A
@@ -176,7 +177,7 @@ def set_value(
     host: str = _host_option(),
     port: int = _port_option(),
 ):
-    """Set a value on the config server and print what was set, as JSON.
+    """Set a value on the config server; print what was set, as JSON.
 
     When the server saves local changes, it answers once the value is on disk.
 
@@ -220,7 +221,7 @@ def reset(
     host: str = _host_option(),
     port: int = _port_option(),
 ):
-    """Make the config server reload its config files, dropping unsaved changes.
+    """Reload the config server's files, dropping unsaved changes.
 
     Prints the server's answer as JSON.
 

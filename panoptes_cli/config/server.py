@@ -29,8 +29,9 @@ serialized, so none is lost to another; with ``save_local`` each set is on
 disk (atomic write, fsync) before it is acknowledged, so even ``kill -9``
 loses nothing a client was told was set.
 
-Values are stored as they travel: Quantities as ``"30.0 deg"``, times as ISO
-strings. YAML is loaded safely: tags never build Python objects.
+Values are stored as they travel: the files' Quantities as ``"30.0 deg"``, times
+as ISO strings, and set values exactly as sent. YAML is loaded safely: tags never
+build Python objects.
 """
 
 import copy
@@ -60,12 +61,7 @@ from panoptes_cli.config.helpers import (
     plain_config,
 )
 from panoptes_cli.error import BadConnection, InvalidConfig, PanError
-from panoptes_cli.serializers import (
-    deserialize_all_objects,
-    serialize_all_objects,
-    serialize_object,
-    to_yaml,
-)
+from panoptes_cli.serializers import serialize_all_objects, serialize_object, to_yaml
 
 # The server listens on loopback only unless told otherwise.
 DEFAULT_HOST = '127.0.0.1'
@@ -148,12 +144,13 @@ class ConfigStore:
     def set(self, updates: dict) -> dict:
         """Set each ``{dotted key: value}``, all or none, and return what was set.
 
-        Values are normalized as clients will read them back (``"45 deg"``
-        becomes ``"45.0 deg"``). With ``save_local``, returns once they are on disk.
+        Values are stored as sent (JSON data: ``"45 deg"`` stays a string, which
+        clients read as a Quantity), so a set never runs astropy in the server.
+        With ``save_local``, returns once they are on disk.
         """
         if not isinstance(updates, dict) or not updates:
             raise InvalidConfig('nothing to set: send a JSON object like {"location.horizon": "45 deg"}')
-        values = {key: plain_config(deserialize_all_objects(value)) for key, value in updates.items()}
+        values = dict(updates)
         with self._lock:
             if len(values) == 1:
                 # assign() changes nothing unless it can set the whole key.

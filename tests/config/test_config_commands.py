@@ -93,7 +93,7 @@ def test_get_rejects_bad_keys(cli, server):
     ('45.5', '45.5'),
     ('true', 'true'),
     ('no', '"no"'),
-    ('37 deg', '"37.0 deg"'),
+    ('37 deg', '"37 deg"'),
     ('[1, 2]', '[1, 2]'),
     ('{a: 1}', '{"a": 1}'),
     ('Unit: PAN001', '"Unit: PAN001"'),
@@ -211,10 +211,10 @@ def test_run_serves_until_a_signal(running, config_file, stop_signal):
 def test_run_saves_changes_by_default_and_stop_ends_it(running, run_panoptes, config_file):
     process, _ = running(config_file)
     result = run_panoptes('config', 'set', 'location.horizon', '37 deg')
-    assert (result.returncode, result.stdout) == (0, '{"location.horizon": "37.0 deg"}\n')
-    assert 'horizon: 37.0 deg' in config_file.with_name('testing_local.yaml').read_text()
+    assert (result.returncode, result.stdout) == (0, '{"location.horizon": "37 deg"}\n')
+    assert 'horizon: 37 deg' in config_file.with_name('testing_local.yaml').read_text()
     result = run_panoptes('config', 'get', 'location.horizon')
-    assert (result.returncode, result.stdout) == (0, '"37.0 deg"\n')
+    assert (result.returncode, result.stdout) == (0, '"37 deg"\n')
     assert run_panoptes('config', 'stop').returncode == 0
     assert process.wait(15) == 0
 
