@@ -7,10 +7,23 @@ from pathlib import Path
 
 import pytest
 from astropy import units as u
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from panoptes_cli.database import PanDB, PanFileDB, PanMemoryDB, PanSQLiteDB, create_storage_obj, \
-    get_db_class
-from panoptes_cli.database.base import AbstractPanDB, iso_date, parse_time_bound, storage_root
+from panoptes_cli.database import (
+    PanDB,
+    PanFileDB,
+    PanMemoryDB,
+    PanSQLiteDB,
+    create_storage_obj,
+    get_db_class,
+)
+from panoptes_cli.database.base import (
+    AbstractPanDB,
+    iso_date,
+    parse_time_bound,
+    storage_root,
+)
 from panoptes_cli.error import IllegalValue, InvalidSerialization
 
 BACKENDS = ['file', 'memory', 'sqlite']
@@ -444,7 +457,6 @@ def test_time_helpers():
 
 # Any JSON data comes back as it went in.
 
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 JSON_DATA = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)

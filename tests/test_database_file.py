@@ -71,7 +71,7 @@ def test_reads_a_store_written_by_panoptes_utils(db):
     assert [r['_id'] for r in db.find('weather', since='2023-11-23T19:35:10.775')] == [old[1]['_id']]
     # New records go on after the old ones.
     new = db.insert('weather', {'temp': 3})
-    assert [r['_id'] for r in db.find('weather')][0] == new
+    assert next(db.find('weather'))['_id'] == new
 
 
 def test_torn_last_line_is_skipped_then_healed(db, logged_warnings):
@@ -179,5 +179,5 @@ def test_find_by_id_across_blocks(db, monkeypatch, logged_warnings, block_size):
         assert db.find('weather', obj_id)['data']['n'] == n
     assert db.find('weather', decoy)['data'] == {'note': f'see {ids[5]}'}
     assert db.find('weather', 'torn') is None
-    assert logged_warnings == ['%s line 42: not a whole JSON record (a write cut short by a '
-                               'crash?); skipped' % collection_file(db)]
+    assert logged_warnings == [(f'{collection_file(db)} line 42: not a whole JSON record '
+                                '(a write cut short by a crash?); skipped')]

@@ -6,6 +6,9 @@ import os
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_database import JSON_DATA
 
 from panoptes_cli.database import PanDB
 from panoptes_cli.database.stream import insert_stream
@@ -54,8 +57,8 @@ def test_bad_lines_are_reported_and_skipped(db):
 def test_unusable_records_are_reported(db):
     results, _ = run(db, b'{"_id": 5, "type": "w", "date": "2024-01-01", "data": 1}\n'
                          b'{"_id": "x", "type": "w", "date": "soon", "data": 1}\n{"ok": 1}\n')
-    assert results[0] == (1, 'line 1: cannot store a weather record: _id must be a non-empty '
-                             'string, not 5')
+    assert results[0] == (1, ('line 1: cannot store a weather record: _id must be a non-empty '
+                              'string, not 5'))
     assert results[1] == (2, "line 2: 'soon' is not an ISO-8601 time")
     assert stored(db) == [{'ok': 1}]
 
@@ -81,8 +84,8 @@ def test_a_bad_document_stops_the_input(db):
     data = b'{\n  "temp": 1\n}\n{\n  "temp": \n}\n{"temp": 3}\n'
     results, _ = run(db, data)
     assert results[0][1] != results[1][1]
-    assert results[1] == (6, 'line 6: invalid JSON: Expecting value at column 1; '
-                             'the input after it was not read')
+    assert results[1] == (6, ('line 6: invalid JSON: Expecting value at column 1; '
+                              'the input after it was not read'))
     assert len(results) == 2
     assert stored(db) == [{'temp': 1}]
 
@@ -98,7 +101,7 @@ def test_empty_input(db):
 
 
 def test_batches_are_bounded(db):
-    results, batches = run(db, b'{"n": 1}\n' * 25, batch_size=10)
+    _, batches = run(db, b'{"n": 1}\n' * 25, batch_size=10)
     assert [len(batch) for batch in batches] == [10, 10, 5]
     assert len(stored(db)) == 25
 
@@ -162,13 +165,11 @@ def test_threads_stream_into_one_store(db):
 
 
 def test_byte_order_mark(db):
-    results, _ = run(db, b'\xef\xbb\xbf{"temp": 1}\n')
+    run(db, b'\xef\xbb\xbf{"temp": 1}\n')
     assert stored(db) == [{'temp': 1}]
 
 
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-from test_database import JSON_DATA  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -13,8 +13,13 @@ True
 >>> mock.patch.stopall(); scratch.cleanup()
 """
 
-from panoptes_cli.database.base import AbstractPanDB, DatabaseError, PanDB, create_storage_obj, \
-    get_db_class
+from panoptes_cli.database.base import (
+    AbstractPanDB,
+    DatabaseError,
+    PanDB,
+    create_storage_obj,
+    get_db_class,
+)
 from panoptes_cli.database.file import PanFileDB
 from panoptes_cli.database.memory import PanMemoryDB
 from panoptes_cli.database.sqlite import PanSQLiteDB

@@ -23,9 +23,11 @@ import os
 import random
 import re
 import time
-from datetime import date as _date, datetime as _datetime, timedelta, timezone
-from pathlib import Path
 from collections.abc import Iterable, Iterator
+from datetime import date as _date
+from datetime import datetime as _datetime
+from datetime import timedelta, timezone
+from pathlib import Path
 from typing import NamedTuple
 
 from panoptes_cli.error import IllegalValue, InvalidSerialization, PanError
@@ -190,7 +192,7 @@ def iso_date(value) -> str:
         moment = _datetime(value.year, value.month, value.day)
     else:
         try:
-            moment = _datetime.fromisoformat(str(value).strip().replace('Z', '+00:00'))
+            moment = _datetime.fromisoformat(str(value).strip())
         except ValueError:
             raise IllegalValue(f'{value!r} is not an ISO-8601 time') from None
     return _as_utc(moment).isoformat(timespec='milliseconds')

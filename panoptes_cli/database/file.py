@@ -34,8 +34,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from operator import itemgetter
 
-from panoptes_cli.database.base import AbstractPanDB, PreparedRecord, record_date, storage_root, \
-    validate_name
+from panoptes_cli.database.base import (
+    AbstractPanDB,
+    PreparedRecord,
+    record_date,
+    storage_root,
+    validate_name,
+)
 
 _CURRENT_PREFIX = 'current_'
 _DATE_THEN_LINE = itemgetter(0, 1)

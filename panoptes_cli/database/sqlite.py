@@ -31,7 +31,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from panoptes_cli.database.base import AbstractPanDB, DatabaseError, storage_root, validate_name
+from panoptes_cli.database.base import (
+    AbstractPanDB,
+    DatabaseError,
+    storage_root,
+    validate_name,
+)
 
 _SCHEMA_VERSION = 1
 _SCHEMA = """

@@ -17,7 +17,6 @@ import json
 import random
 import shutil
 import subprocess
-import sys
 import textwrap
 
 import pytest
