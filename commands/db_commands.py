@@ -81,7 +81,7 @@ def insert(
 
       echo '{"temp": 12.5, "safe": true}' | panoptes db insert weather
 
-      panoptes db find weather --db-type file | panoptes db insert weather --db-type sqlite
+      panoptes db find weather --db-type file | panoptes db insert weather
     """
     from panoptes_cli.database.stream import insert_stream
 
@@ -141,7 +141,9 @@ def find(
 
       panoptes db find weather 0b6f0c53-6c43-4bd5-9fb0-98d0a9f6f4a3
 
-      panoptes db find weather --since 2024-05-01 --until 2024-05-02 | jq .data.temp
+      panoptes db find weather --since 2024-05-01 --until 2024-05-02
+
+      panoptes db find weather -n 10 | jq .data.temp
     """
     from panoptes_cli.error import NotFound
 
