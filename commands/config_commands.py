@@ -1,6 +1,7 @@
 """``panoptes config``: The config server and config files."""
 
 import json
+import os
 import sys
 
 import typer
@@ -92,7 +93,8 @@ def run(
     from panoptes_cli.config.helpers import default_config_file, is_bundled_config
     from panoptes_cli.config.server import ConfigServer
 
-    config_file = config_file or default_config_file()
+    # Absolute, so the log line and the server's messages say which file wherever they are read.
+    config_file = os.path.abspath(config_file or default_config_file())
     if save_local is None:
         save_local = not is_bundled_config(config_file)
     server = ConfigServer(config_file, host='0.0.0.0' if public else host, port=port,
