@@ -16,11 +16,12 @@ Keys are dotted paths with list indexes, as in ``cameras.devices[1].model``.
 """
 
 import errno
-import functools
 import os
 import re
 import tempfile
 from pathlib import Path
+
+from scalpl import Cut
 
 from panoptes_cli.error import InvalidConfig, InvalidDeserialization
 
@@ -28,8 +29,9 @@ from panoptes_cli.error import InvalidConfig, InvalidDeserialization
 # when no file is named.
 BUNDLED_CONFIG = Path(__file__).resolve().parent.parent / 'data' / 'default_config.yaml'
 
-# One part of a dotted key: a name, then any number of [index] suffixes.
-_KEY_PART = re.compile(r'^(?P<name>[^.\[\]]+)(?P<indexes>(\[-?\d+\])*)$')
+# A dotted key: names (anything but . [ ]), each with any number of [index] suffixes.
+_KEY = re.compile(r'[^.\[\]]+(?:\[-?\d+\])*(?:\.[^.\[\]]+(?:\[-?\d+\])*)*')
+_NAME = re.compile(r'[^.\[\]]+')
 _INDEX = re.compile(r'\[(-?\d+)\]')
 
 
@@ -348,35 +350,34 @@ def _plain_values(obj):
     return obj
 
 
-@functools.lru_cache(maxsize=1024)
-def parse_key(key: str) -> tuple:
-    """Split a dotted key into names and list indexes.
-
-    >>> parse_key('cameras.devices[1].model')
-    ('cameras', 'devices', 1, 'model')
-    >>> parse_key('location..horizon')
-    Traceback (most recent call last):
-      ...
-    panoptes_cli.error.InvalidConfig: InvalidConfig: bad config key 'location..horizon': empty name before '.horizon'; write keys like cameras.devices[1].model
-    """
+def _check_key(key) -> None:
+    """Raise InvalidConfig unless ``key`` is a dotted key such as ``cameras.devices[1].model``."""
     if not isinstance(key, str):
         raise InvalidConfig(f'bad config key {key!r}: a key is a string like location.horizon, '
                             f'not a {type(key).__name__}')
-    tokens = []
+    if _KEY.fullmatch(key):
+        return
     parts = key.split('.')
     for position, part in enumerate(parts):
-        match = _KEY_PART.match(part)
-        if match is None:
-            if part == '' or part.startswith('['):
-                rest = '.'.join(parts[position + 1:])
-                why = f"empty name before '.{rest}'" if rest else 'empty name at the end'
-            else:
-                why = f'{part!r} is not a name with optional [N] list indexes'
-            raise InvalidConfig(f'bad config key {key!r}: {why}; '
-                                'write keys like cameras.devices[1].model')
-        tokens.append(match['name'])
-        tokens.extend(int(index) for index in _INDEX.findall(match['indexes']))
-    return tuple(tokens)
+        if _KEY.fullmatch(part):
+            continue
+        if part == '' or part.startswith('['):
+            rest = '.'.join(parts[position + 1:])
+            why = f"empty name before '.{rest}'" if rest else 'empty name at the end'
+        else:
+            why = f'{part!r} is not a name with optional [N] list indexes'
+        raise InvalidConfig(f'bad config key {key!r}: {why}; '
+                            'write keys like cameras.devices[1].model')
+
+
+def top_name(key: str) -> str:
+    """Return the top-level name a dotted key starts with.
+
+    >>> top_name('cameras.devices[1].model')
+    'cameras'
+    """
+    _check_key(key)
+    return _NAME.match(key)[0]
 
 
 def lookup(config: dict, key: str | None, default=None):
@@ -390,22 +391,27 @@ def lookup(config: dict, key: str | None, default=None):
     'zwo'
     >>> lookup(config, 'cameras.devices[2].model', default='none')
     'none'
+    >>> lookup(config, 'location..horizon')
+    Traceback (most recent call last):
+      ...
+    panoptes_cli.error.InvalidConfig: InvalidConfig: bad config key 'location..horizon': empty name before '.horizon'; write keys like cameras.devices[1].model
     """
     if key is None or key == '':
         return config
-    node = config
-    for token in parse_key(key):
-        if isinstance(token, int):
-            if not isinstance(node, list) or not -len(node) <= token < len(node):
-                return default
-        elif not isinstance(node, dict) or token not in node:
+    _check_key(key)
+    cut = Cut(config)
+    try:
+        # scalpl would take [N] from a string or a mapping too: only lists have items here.
+        if '[' in key and not all(isinstance(cut[key[:index.start()]], list)
+                                  for index in _INDEX.finditer(key)):
             return default
-        node = node[token]
-    return node
+        return cut[key]
+    except (KeyError, IndexError, TypeError):
+        return default
 
 
 def assign(config: dict, key: str, value) -> None:
-    """Set the value at a dotted key, creating missing parent mappings.
+    """Set the value at a dotted key, creating missing (or None) parent mappings.
 
     Nothing changes unless the whole key can be set: a list index must exist,
     and a path cannot run through a plain value (that would silently drop it).
@@ -424,42 +430,45 @@ def assign(config: dict, key: str, value) -> None:
       ...
     panoptes_cli.error.InvalidConfig: InvalidConfig: cannot set name.first: name is a str, not a mapping
     """
-    tokens = parse_key(key)
-    node = config
-    for position, token in enumerate(tokens[:-1]):
-        _check_container(node, tokens, position, key)
-        if isinstance(token, str) and node.get(token) is None:
-            # An absent (or empty) parent: check the rest is all names, then create it.
-            if any(isinstance(later, int) for later in tokens[position + 1:]):
-                where = _describe_path(tokens[:position + 1])
-                raise InvalidConfig(f'cannot set {key}: {where} does not exist, '
-                                    'so it has no list to index')
-            for name in tokens[position:-1]:
-                node[name] = {}
-                node = node[name]
-            node[tokens[-1]] = value
-            return
-        node = node[token]
-    _check_container(node, tokens, len(tokens) - 1, key)
-    node[tokens[-1]] = value
+    _check_key(key)
+    cut = Cut(config)
+    # Lists are never created or extended, so every [N] must name an existing item.
+    for index in _INDEX.finditer(key):
+        where, position = key[:index.start()], int(index[1])
+        items = lookup(config, where)
+        if items is None:
+            raise InvalidConfig(f'cannot set {key}: {where} does not exist, so it has no list to index')
+        if not isinstance(items, list):
+            raise InvalidConfig(f'cannot set {key}: {where} is a {type(items).__name__}, not a list')
+        if not -len(items) <= position < len(items):
+            raise InvalidConfig(f'cannot set {key}: list index {position} is out of range, '
+                                f'{where} has {len(items)} item(s)')
+    if key.endswith(']'):
+        cut[key] = value
+    else:
+        parent, _, name = key.rpartition('.')
+        _mapping_at(cut, parent, key)[name] = value
 
 
-def _describe_path(tokens) -> str:
-    text = ''
-    for token in tokens:
-        text += f'[{token}]' if isinstance(token, int) else (f'.{token}' if text else token)
-    return text
+def _mapping_at(cut: Cut, path: str, key: str) -> dict:
+    """Return the mapping at ``path``, first creating it, and its parents, where absent or None.
 
-
-def _check_container(node, tokens, position, key):
-    """Raise unless ``node`` can take ``tokens[position]``: a mapping for a name, a list for an index."""
-    token = tokens[position]
-    where = _describe_path(tokens[:position]) or 'the config'
-    if isinstance(token, int):
-        if not isinstance(node, list):
-            raise InvalidConfig(f'cannot set {key}: {where} is a {type(node).__name__}, not a list')
-        if not -len(node) <= token < len(node):
-            raise InvalidConfig(f'cannot set {key}: list index {token} is out of range, '
-                                f'{where} has {len(node)} item(s)')
+    Parents are created only once every check above them has passed, so a
+    refused key changes nothing.
+    """
+    if not path:
+        return cut.data
+    try:
+        node = cut[path]
+    except (KeyError, TypeError):
+        node = None  # absent, or below something that is: the check moves up a level
+    if node is None:
+        node = {}
+        if path.endswith(']'):
+            cut[path] = node  # a None list item: assign() has checked the item exists
+        else:
+            parent, _, name = path.rpartition('.')
+            _mapping_at(cut, parent, key)[name] = node
     elif not isinstance(node, dict):
-        raise InvalidConfig(f'cannot set {key}: {where} is a {type(node).__name__}, not a mapping')
+        raise InvalidConfig(f'cannot set {key}: {path} is a {type(node).__name__}, not a mapping')
+    return node

@@ -57,8 +57,8 @@ from panoptes_cli.config.helpers import (
     load_config,
     local_config_path,
     lookup,
-    parse_key,
     plain_config,
+    top_name,
 )
 from panoptes_cli.error import BadConnection, InvalidConfig, PanError
 from panoptes_cli.serializers import serialize_all_objects, serialize_object, to_yaml
@@ -170,7 +170,7 @@ class ConfigStore:
 
     def _set_all(self, values: dict) -> None:
         """Set several keys; if one fails, put back what the others changed."""
-        top_names = {parse_key(key)[0] for key in values}
+        top_names = {top_name(key) for key in values}
         saved = {name: copy.deepcopy(self._config[name]) for name in top_names if name in self._config}
         try:
             for key, value in values.items():

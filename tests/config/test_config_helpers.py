@@ -14,8 +14,8 @@ from panoptes_cli.config.helpers import (
     local_config_path,
     lookup,
     parse_config_directories,
-    parse_key,
     save_config,
+    top_name,
 )
 from panoptes_cli.error import InvalidConfig, InvalidSerialization
 
@@ -214,37 +214,56 @@ def test_parse_config_directories_with_existing_directories(tmp_path):
 
 # --- Dotted keys ------------------------------------------------------------------------
 
-@pytest.mark.parametrize('key, tokens', [
-    ('name', ('name',)),
-    ('cameras.devices[1].model', ('cameras', 'devices', 1, 'model')),
-    ('grid[0][-1]', ('grid', 0, -1)),
-    ('odd-name with spaces.x', ('odd-name with spaces', 'x')),
+@pytest.mark.parametrize('key, value', [
+    ('name', 'x'),
+    ('cameras.devices[1].model', 'zwo'),
+    ('grid[0][-1]', 3),
+    ('odd-name with spaces.x', 1),
 ])
-def test_parse_key(key, tokens):
-    assert parse_key(key) == tokens
+def test_keys_reach_names_and_list_items(key, value):
+    config = {'name': 'x', 'cameras': {'devices': [{'model': 'canon'}, {'model': 'zwo'}]},
+              'grid': [[1, 2, 3]], 'odd-name with spaces': {'x': 1}}
+    assert top_name(key) in config
+    assert lookup(config, key) == value
+    assign(config, key, 'new')
+    assert lookup(config, key) == 'new'
 
 
-@pytest.mark.parametrize('key', ['', '.a', 'a.', 'a..b', '[0]', 'a[x]', 'a[1', 'a]', 'a[1]b'])
-def test_parse_key_rejects_malformed_keys(key):
+@pytest.mark.parametrize('key', ['.a', 'a.', 'a..b', '[0]', 'a[x]', 'a[1', 'a]', 'a[1]b'])
+def test_malformed_keys_are_refused(key):
+    config = {'a': {'b': [1]}}
+    for call in (lambda: lookup(config, key), lambda: assign(config, key, 1),
+                 lambda: top_name(key)):
+        with pytest.raises(InvalidConfig, match='bad config key'):
+            call()
     with pytest.raises(InvalidConfig, match='bad config key'):
-        parse_key(key)
+        assign(config, '', 1)
+    assert config == {'a': {'b': [1]}}
 
 
-def test_parse_key_rejects_non_strings():
+def test_keys_must_be_strings():
     with pytest.raises(InvalidConfig, match='not a int'):
-        parse_key(5)
+        lookup({}, 5)
+    with pytest.raises(InvalidConfig, match='not a int'):
+        assign({}, 5, 1)
 
 
 def test_lookup_missing_things_give_the_default():
     config = {'a': {'b': [1, {'c': None}]}, 'name': 'x'}
     assert lookup(config, None) is config
     assert lookup(config, 'a.b[1].c', 'dflt') is None
-    for key in ('missing', 'a.b[2]', 'a.b[-3]', 'name.first', 'a[0]', 'a.b.c', 'a.b[1].c.d'):
+    config['a'][0] = 'an int key'
+    for key in ('missing', 'a.b[2]', 'a.b[-3]', 'name.first', 'a[0]', 'a.b.c', 'a.b[1].c.d',
+                'name[0]', 'a.b[1].c[0]'):
         assert lookup(config, key, 'dflt') == 'dflt', key
 
 
 def test_assign_creates_parents_and_replaces_values():
-    config = {'a': {'b': [1, {'c': 2}]}, 'empty': None}
+    config = {'a': {'b': [1, {'c': 2}]}, 'empty': None, 'holes': [None], 'deep': {'x': None}}
+    assign(config, 'holes[0].x', 1)
+    assign(config, 'deep.x.y.z', 2)
+    assert config['holes'] == [{'x': 1}] and config['deep'] == {'x': {'y': {'z': 2}}}
+    del config['holes'], config['deep']
     assign(config, 'a.b[1].c', 3)
     assign(config, 'a.b[-2]', 'first')
     assign(config, 'new.deep.key', {'x': 1})
@@ -260,7 +279,9 @@ def test_assign_creates_parents_and_replaces_values():
     ('a[0]', 'a is a dict, not a list'),
     ('name.first', 'name is a str, not a mapping'),
     ('missing[0].x', 'missing does not exist, so it has no list to index'),
-    ('missing.list[0]', 'missing does not exist, so it has no list to index'),
+    ('missing.list[0]', 'missing.list does not exist, so it has no list to index'),
+    ('name[0]', 'name is a str, not a list'),
+    ('a.b[0].c.d', 'a.b[0] is a int, not a mapping'),
 ])
 def test_assign_refuses_and_changes_nothing(key, message):
     config = {'a': {'b': [1, 2]}, 'name': 'x'}
