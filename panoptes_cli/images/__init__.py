@@ -26,11 +26,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from panoptes_cli.error import IllegalValue, InvalidSystemCommand, NotFound, Timeout
+from panoptes_cli.files import atomic_path
 from panoptes_cli.logging import logger
 
 # The Debian package that installs each external program the images tools run.
@@ -53,47 +53,6 @@ def find_program(name: str) -> str:
         raise InvalidSystemCommand(
             f'{name} is not installed (or not on PATH); install it with: sudo apt-get install {package}')
     return path
-
-
-def _hidden_temp_name(target: Path) -> Path:
-    """An unused name beside ``target`` that keeps its suffixes (``.x-1f2e.fits``)."""
-    return target.with_name(f'.{uuid.uuid4().hex[:12]}-{target.name}')
-
-
-def _move_into_place(temp: Path, target: Path, overwrite: bool) -> None:
-    """Rename a finished temporary file to ``target``; never clobber it unless ``overwrite``."""
-    if overwrite:
-        os.replace(temp, target)
-        return
-    try:
-        # link() fails if the target appeared meanwhile, where rename() would replace it.
-        os.link(temp, target)
-    except FileExistsError:
-        raise FileExistsError(17, 'File exists', os.fspath(target)) from None
-    except OSError:
-        if target.exists():
-            raise FileExistsError(17, 'File exists', os.fspath(target)) from None
-        os.replace(temp, target)
-    else:
-        temp.unlink()
-
-
-@contextlib.contextmanager
-def _atomic_path(target: PathLike, overwrite: bool):
-    """Yield a temporary path beside ``target``; move it into place if the block succeeds.
-
-    Nothing is left behind when the block fails.
-    """
-    target = Path(target)
-    if not overwrite and target.exists():
-        raise FileExistsError(17, 'File exists', os.fspath(target))
-    temp = _hidden_temp_name(target)
-    try:
-        yield temp
-        _move_into_place(temp, target, overwrite)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
 
 
 def read_image(fname: PathLike):
@@ -335,7 +294,7 @@ def make_pretty_image(fname: PathLike, title: str | None = None, timeout: float 
                                                    decoder=kwargs.get('decoder', 'auto'))
     else:
         picture, default_title = _picture_from_fits(fname)
-    with _atomic_path(jpg_fname, kwargs.get('overwrite', True)) as temp:
+    with atomic_path(jpg_fname, kwargs.get('overwrite', True)) as temp:
         _save_jpg(picture, title or default_title, temp, quality=kwargs.get('quality', 90))
 
     if link_path is not None:
@@ -506,13 +465,8 @@ def _image_kind(fname: Path) -> str:
 
 def _replace_symlink(target: Path, link: Path) -> None:
     """Point ``link`` at ``target``, replacing any link there in one step."""
-    temp = _hidden_temp_name(link)
-    os.symlink(target, temp)
-    try:
-        os.replace(temp, link)
-    except OSError:
-        temp.unlink()
-        raise
+    with atomic_path(link) as temp:
+        os.symlink(target, temp)
 
 
 def timelapse_path(directory: PathLike) -> Path:
@@ -607,7 +561,7 @@ def make_timelapse(directory: PathLike, fn_out: PathLike | None = None,
             listing.write(f"file '{_concat_quote(os.path.abspath(frame))}'\n")
             listing.write(f'duration {1 / fps:.6f}\n')
         listing.close()
-        temp = stack.enter_context(_atomic_path(fn_out, overwrite))
+        temp = stack.enter_context(atomic_path(fn_out, overwrite))
         command = [
             ffmpeg, '-nostdin', '-hide_banner', '-loglevel', 'error', '-y',
             '-f', 'concat', '-safe', '0', '-i', listing.name,

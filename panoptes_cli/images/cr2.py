@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from panoptes_cli.error import IllegalValue, InvalidSystemCommand, PanError, Timeout
-from panoptes_cli.images import _atomic_path, find_program
+from panoptes_cli.files import atomic_path
+from panoptes_cli.images import find_program
 from panoptes_cli.logging import logger
 
 PathLike = str | os.PathLike
@@ -195,7 +196,7 @@ def cr2_to_pgm(cr2_fname: PathLike, pgm_fname: PathLike | None = None, overwrite
     name = os.fspath(cr2_fname)
     target = Path(pgm_fname) if pgm_fname is not None else path.with_suffix('.pgm')
     program = find_program(dcraw)
-    with _atomic_path(target, overwrite) as temp:
+    with atomic_path(target, overwrite) as temp:
         with open(temp, 'wb') as stream:
             try:
                 done = subprocess.run([program, *DCRAW_OPTIONS, '-c', os.fspath(path)],
@@ -493,7 +494,7 @@ def cr2_to_fits(cr2_fname: PathLike, fits_fname: PathLike | None = None, overwri
     for key, value in (fits_headers or {}).items():
         header[str(key).upper()] = value
 
-    with _atomic_path(target, overwrite) as temp:
+    with atomic_path(target, overwrite) as temp:
         write_fits(data, header, temp)
         if headers:
             from panoptes_cli.images.fits import update_observation_headers

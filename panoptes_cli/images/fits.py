@@ -22,12 +22,12 @@ import contextlib
 import os
 import re
 import threading
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from panoptes_cli.error import IllegalValue, NotFound, PanError, SolveError
+from panoptes_cli.files import atomic_path
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from astropy.wcs import WCS
 
 PathLike = str | os.PathLike
+
+# Temporary files end in .part, which no FITS tool mistakes for a format (cfitsio, writing
+# fpack's output, would gzip a name ending in .gz).
+_TEMP_SUFFIX = '.part'
 
 _TRUNCATED = re.compile(r'actual file length \((\d+)\) is smaller than the expected size \((\d+)\)')
 
@@ -361,42 +365,6 @@ def _fill_header(target: Header, header: Header | Mapping | None) -> None:
             target[key] = _card_value(value)
 
 
-def _temp_name(filename: Path) -> Path:
-    """Return an unused hidden name beside ``filename`` for writing it atomically."""
-    return filename.with_name(f'.{filename.name}.{uuid.uuid4().hex[:12]}.part')
-
-
-@contextlib.contextmanager
-def _atomic_output(filename: PathLike, overwrite: bool):
-    """Yield a temporary path beside ``filename``; move it into place when the block succeeds.
-
-    With ``overwrite=False`` an existing ``filename`` raises FileExistsError,
-    before anything is written and again (atomically, through a hard link) at
-    the end, so a file that appeared meanwhile is not clobbered either.
-    """
-    target = Path(filename)
-    if not overwrite and target.exists():
-        raise FileExistsError(17, 'File exists', os.fspath(target))
-    temp = _temp_name(target)
-    try:
-        yield temp
-        if overwrite:
-            os.replace(temp, target)
-        else:
-            try:
-                os.link(temp, target)
-            except FileExistsError:
-                raise FileExistsError(17, 'File exists', os.fspath(target)) from None
-            except OSError:
-                # No hard links here (some network and FAT file systems).
-                if target.exists():
-                    raise FileExistsError(17, 'File exists', os.fspath(target)) from None
-                os.replace(temp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-
-
 def _write_hdul(hdul, temp: Path, **kwargs) -> None:
     """Write an HDUList to a new file and make sure it reached the disk."""
     # O_EXCL: the name is ours alone; mode 0o666 lets the umask decide, as for any new file.
@@ -468,7 +436,7 @@ def write_fits(data, header: Header | Mapping | None, filename: PathLike,
             raise IllegalValue(f'{os.fspath(filename)}: data of type {dtype} cannot be '
                                f'written as FITS ({exc})') from exc
         _fill_header(image.header, header)
-        with _atomic_output(filename, overwrite) as temp:
+        with atomic_path(filename, overwrite, suffix=_TEMP_SUFFIX) as temp:
             _write_hdul(hdul, temp, **kwargs)
     finally:
         if exposure_event is not None:
@@ -533,7 +501,7 @@ def _rewrite(fits_fname: PathLike, change) -> None:
         hdul = fits.open(fits_fname, do_not_scale_image_data=True)
     with hdul:
         change(hdul)
-        with _atomic_output(fits_fname, overwrite=True) as temp:
+        with atomic_path(fits_fname, suffix=_TEMP_SUFFIX) as temp:
             _write_hdul(hdul, temp, checksum=_has_checksums(hdul))
 
 
@@ -604,24 +572,6 @@ def _structure(path: PathLike, what: str | None = None):
         raise NotAFitsFile(f'{os.fspath(what or path)}: not a FITS file (is a directory)') from exc
     except StructureError as exc:
         raise NotAFitsFile(f'{os.fspath(what or path)}: not a FITS file ({exc})') from exc
-
-
-def _sync(path: Path) -> None:
-    """Make sure a file someone else wrote is on the disk before its original goes."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_directory(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _run_cfitsio_tool(program: str, options: list[str], source: Path, temp: Path) -> None:
@@ -799,10 +749,8 @@ def fpack(fits_fname: PathLike, unpack: bool = False, overwrite: bool = True,
     if not unpack and compressed:
         raise PanError(f'{source}: already packed (it holds a compressed image)')
 
-    with _atomic_output(target, overwrite) as temp:
+    with atomic_path(target, overwrite, suffix=_TEMP_SUFFIX, durable=True) as temp:
         _pack_into(source, temp, unpack, hdus)
-        _sync(temp)
-    _sync_directory(target)
     if not keep_original:
         source.unlink()
     return os.fspath(target)
@@ -1007,11 +955,10 @@ def _write_solution(process, target: Path, replace: bool, overwrite: bool):
         if replace:
             solved = process.workdir / f'solved-{process.solve_file.name}'
             _write_hdul(hdul, solved, checksum=checksum)
-            with _atomic_output(target, overwrite=True) as temp:
+            with atomic_path(target, suffix=_TEMP_SUFFIX, durable=True) as temp:
                 _pack_into(solved, temp, False, _structure(solved))
-                _sync(temp)
         else:
-            with _atomic_output(target, overwrite) as temp:
+            with atomic_path(target, overwrite, suffix=_TEMP_SUFFIX) as temp:
                 _write_hdul(hdul, temp, checksum=checksum)
     return solved_header
 
