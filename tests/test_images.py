@@ -220,7 +220,7 @@ def test_timelapse_overwrite(frames):
 
 
 def test_timelapse_errors(frames, tmp_path, monkeypatch):
-    with pytest.raises(NotFound, match='No images match'):
+    with pytest.raises(NotFound, match='no images match'):
         make_timelapse(frames, glob_pattern='*.png')
     with pytest.raises(FileNotFoundError):
         make_timelapse(tmp_path / 'missing')

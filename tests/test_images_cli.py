@@ -80,7 +80,7 @@ def test_timelapse_json_and_overwrite(cli, jpg_frames, tmp_path):
 def test_timelapse_empty_glob_and_missing_ffmpeg(cli, jpg_frames, tmp_path, monkeypatch):
     result = cli('image', 'timelapse', jpg_frames, '--glob', '*.png')
     assert result.exit_code == 1
-    assert result.stderr == f"Error: No images match '*.png' in {jpg_frames}\n"
+    assert result.stderr == f"Error: {jpg_frames}: no images match '*.png'; pass --glob to match others\n"
     monkeypatch.setenv('PATH', str(tmp_path))
     result = cli('image', 'timelapse', jpg_frames)
     assert result.exit_code == 1

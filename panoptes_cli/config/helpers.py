@@ -18,12 +18,12 @@ Keys are dotted paths with list indexes, as in ``cameras.devices[1].model``.
 import errno
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from scalpl import Cut
 
 from panoptes_cli.error import InvalidConfig, InvalidDeserialization
+from panoptes_cli.files import atomic_write
 
 # The unit config shipped inside the package: what `panoptes config run` serves
 # when no file is named.
@@ -195,40 +195,6 @@ def load_config(config_files=None, parse: bool = True, load_local: bool = True) 
             else:
                 deep_merge(config, layer)
     return config if config is not None else CommentedMap()
-
-
-def atomic_write(path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that it is either all old or all new, and on disk.
-
-    The text goes to a temporary file in the same directory, is fsynced, then
-    renamed over ``path``; the directory is fsynced so the rename survives a
-    power cut. An existing file's permissions are kept.
-    """
-    path = Path(path)
-    directory = path.parent
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o644
-    fd, temp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=directory)
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def save_config(path, config: dict, overwrite: bool = True) -> bool:

@@ -550,7 +550,7 @@ def make_timelapse(directory: PathLike, fn_out: PathLike | None = None,
     ffmpeg = find_program('ffmpeg')
     frames = timelapse_frames(directory, glob_pattern)
     if not frames:
-        raise NotFound(f'No images match {glob_pattern!r} in {directory}')
+        raise NotFound(f'{directory}: no images match {glob_pattern!r}; pass --glob to match others')
 
     fps = kwargs.get('fps', 3)
     with contextlib.ExitStack() as stack:
