@@ -7,8 +7,13 @@ dicts and strings like ``"42.0 deg"`` become Quantities, and ISO-8601 date-time
 strings (and only those) become ``datetime.datetime``. YAML keeps comments and
 key order, and never constructs arbitrary Python objects.
 
-astropy and numpy are imported only when a value needs them, so plain data
-converts at the speed of the json module.
+astropy, numpy and ruamel.yaml are imported only when a value or a call needs
+them, so plain data converts at the speed of the json module and commands that
+only print JSON start fast.
+
+>>> from panoptes_cli.serializers import StringYAML
+>>> StringYAML().dump({'answer': 42})
+'answer: 42\\n'
 """
 
 import copy
@@ -16,9 +21,6 @@ import io
 import json
 import re
 from datetime import date as _date, datetime as _datetime, timezone
-
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from panoptes_cli.error import InvalidDeserialization, InvalidSerialization
 
@@ -34,20 +36,36 @@ _QUANTITY_STRING = re.compile(
 _SINGLE_LETTER_UNITS = frozenset('msgdhKVAW')
 
 
-class StringYAML(YAML):
-    """A ruamel YAML (round-trip, so comments are kept) whose ``dump`` can return a string."""
+def _make_string_yaml():
+    from ruamel.yaml import YAML
 
-    def dump(self, data, stream=None, **kwargs):
-        """Dump ``data`` as YAML to ``stream``, or return it as a string when no stream is given.
+    class StringYAML(YAML):
+        """A ruamel YAML (round-trip, so comments are kept) whose ``dump`` can return a string."""
 
-        >>> StringYAML().dump({'answer': 42})
-        'answer: 42\\n'
-        """
-        if stream is not None:
-            return super().dump(data, stream, **kwargs)
-        buffer = io.StringIO()
-        super().dump(data, buffer, **kwargs)
-        return buffer.getvalue()
+        def dump(self, data, stream=None, **kwargs):
+            """Dump ``data`` as YAML to ``stream``, or return it as a string when no stream is given."""
+            if stream is not None:
+                return super().dump(data, stream, **kwargs)
+            buffer = io.StringIO()
+            super().dump(data, buffer, **kwargs)
+            return buffer.getvalue()
+
+    StringYAML.__module__ = __name__
+    return StringYAML
+
+
+def _string_yaml_class():
+    """Return StringYAML, making it on first use: it subclasses ruamel's YAML."""
+    if 'StringYAML' not in globals():
+        globals()['StringYAML'] = _make_string_yaml()
+    return globals()['StringYAML']
+
+
+def __getattr__(name):
+    # PEP 562: `from panoptes_cli.serializers import StringYAML` loads ruamel only then.
+    if name == 'StringYAML':
+        return _string_yaml_class()
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def _is_quantity(obj) -> bool:
@@ -303,8 +321,8 @@ def from_json(msg: str):
     return deserialize_all_objects(loaded)
 
 
-def _round_trip_yaml() -> StringYAML:
-    yaml = StringYAML(typ='rt')
+def _round_trip_yaml():
+    yaml = _string_yaml_class()(typ='rt')
     yaml.preserve_quotes = False
     return yaml
 
@@ -348,6 +366,8 @@ def from_yaml(msg, parse=True):
     Returns:
         ruamel.yaml.comments.CommentedMap: The loaded object, an ordered dict.
     """
+    from ruamel.yaml.error import YAMLError
+
     try:
         loaded = _round_trip_yaml().load(msg)
     except YAMLError as err:
@@ -377,6 +397,8 @@ def to_yaml(obj, **kwargs) -> str:
     Returns:
         str: The YAML text (None when written to a stream).
     """
+    from ruamel.yaml.error import YAMLError
+
     try:
         return _round_trip_yaml().dump(serialize_all_objects(obj), **kwargs)
     except YAMLError as err:
