@@ -1,10 +1,10 @@
 """Fixtures shared by every test: an isolated environment, the shared data, the CLI."""
 
 import os
+import pty
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -103,5 +103,37 @@ def run_panoptes():
 
 
 @pytest.fixture
-def python_executable() -> str:
-    return sys.executable
+def run_with_terminal_stderr():
+    """Run ``panoptes`` with stdout piped and stderr on a pseudo-terminal.
+
+    Returns (exit status, stdout text, bytes shown on the terminal): what a user sees
+    when redirecting a command's data while watching its progress.
+    """
+
+    def run(*args, env=None, timeout=60):
+        executable = shutil.which('panoptes') or pytest.fail('panoptes is not installed')
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen([executable, *map(str, args)], stdout=subprocess.PIPE,
+                                stderr=follower, stdin=subprocess.DEVNULL,
+                                env=dict(os.environ, COLUMNS='100', TERM='xterm', **(env or {})))
+        os.close(follower)
+        shown = b''
+        try:
+            while chunk := _read_terminal(leader):
+                shown += chunk
+            stdout, _ = proc.communicate(timeout=timeout)
+        finally:
+            os.close(leader)
+            if proc.poll() is None:
+                proc.kill()
+        return proc.returncode, stdout.decode(), shown
+
+    return run
+
+
+def _read_terminal(fd: int) -> bytes:
+    """Read what a pseudo-terminal shows; b'' once the other side has closed (EIO)."""
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return b''

@@ -2,9 +2,7 @@
 
 import json
 import os
-import pty
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -127,25 +125,10 @@ def test_help_says_which_decoder(cli):
     assert 'LibRaw' in result.stdout and 'dcraw' in result.stdout and 'Examples:' in result.stdout
 
 
-def test_progress_bar_on_a_terminal_only(data_copy, tmp_path):
+def test_progress_bar_on_a_terminal_only(data_copy, run_with_terminal_stderr):
     """The real executable, stderr on a pseudo-terminal: a bar there, NDJSON on stdout."""
     paths = [data_copy(SYNTHETIC, f'{n}.cr2') for n in range(3)]
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen([shutil.which('panoptes'), 'cr2', 'convert', *map(str, paths)],
-                            stdout=subprocess.PIPE, stderr=follower, stdin=subprocess.DEVNULL,
-                            env=dict(os.environ, COLUMNS='80', TERM='xterm'))
-    os.close(follower)
-    terminal = b''
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        terminal += chunk
-    stdout, _ = proc.communicate(timeout=60)
-    os.close(leader)
-    assert proc.returncode == 0
-    assert len(stdout.decode().splitlines()) == 3
+    status, stdout, terminal = run_with_terminal_stderr('cr2', 'convert', *paths)
+    assert status == 0
+    assert len(stdout.splitlines()) == 3
     assert b'Converting' in terminal

@@ -2,7 +2,6 @@
 
 import json
 import os
-import pty
 import shutil
 import signal
 import subprocess
@@ -285,31 +284,11 @@ def test_solve_ctrl_c_stops_every_solve(tmp_path, data_copy):
     assert list((tmp_path / 'tmpdir').iterdir()) == []
 
 
-def test_solve_progress_on_a_terminal(tmp_path, data_copy, config):
+def test_solve_progress_on_a_terminal(data_copy, config, run_with_terminal_stderr):
     require_program('solve-field')
-    panoptes = shutil.which('panoptes')
     paths = [data_copy('tiny.fits', f'tiny{n}.fits') for n in range(2)]
-    controller, terminal = pty.openpty()
-    try:
-        completed = subprocess.run(
-            [panoptes, 'fits', 'solve', '--jobs', '1', '--config', str(config), *map(str, paths)],
-            stdout=subprocess.PIPE, stderr=terminal, text=True, timeout=60,
-            env=dict(os.environ, COLUMNS='100'))
-        os.close(terminal)
-        terminal = None
-        shown = b''
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        if terminal is not None:
-            os.close(terminal)
-        os.close(controller)
-    assert completed.returncode == 0
-    assert len(records(completed.stdout)) == 2
+    status, stdout, shown = run_with_terminal_stderr(
+        'fits', 'solve', '--jobs', '1', '--config', config, *paths)
+    assert status == 0
+    assert len(records(stdout)) == 2
     assert b'Solving' in shown

@@ -2,9 +2,6 @@
 
 import json
 import os
-import pty
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -88,24 +85,9 @@ def test_timelapse_empty_glob_and_missing_ffmpeg(cli, jpg_frames, tmp_path, monk
                              'sudo apt-get install ffmpeg\n')
 
 
-def test_timelapse_progress_on_a_terminal(jpg_frames):
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen([shutil.which('panoptes'), 'image', 'timelapse', str(jpg_frames)],
-                            stdout=subprocess.PIPE, stderr=follower, stdin=subprocess.DEVNULL,
-                            env=dict(os.environ, COLUMNS='80', TERM='xterm'))
-    os.close(follower)
-    terminal = b''
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        terminal += chunk
-    stdout, _ = proc.communicate(timeout=60)
-    os.close(leader)
-    assert proc.returncode == 0
+def test_timelapse_progress_on_a_terminal(jpg_frames, run_with_terminal_stderr):
+    status, stdout, terminal = run_with_terminal_stderr('image', 'timelapse', jpg_frames)
+    assert status == 0
     assert b'Encoding' in terminal and b'4/4' in terminal
     assert json.loads(stdout)['output'].endswith('night.mp4')
 
