@@ -137,3 +137,16 @@ def _read_terminal(fd: int) -> bytes:
         return os.read(fd, 4096)
     except OSError:
         return b''
+
+
+@pytest.fixture
+def logged_warnings():
+    """The messages panoptes_cli logs at WARNING or above while the test runs."""
+    from panoptes_cli.logging import logger
+
+    messages = []
+    logger.enable('panoptes_cli')
+    sink = logger.add(lambda message: messages.append(message.record['message']), level='WARNING')
+    yield messages
+    logger.remove(sink)
+    logger.disable('panoptes_cli')

@@ -29,18 +29,6 @@ WRITER = textwrap.dedent("""
 """)
 
 
-@pytest.fixture
-def logged_warnings():
-    from panoptes_cli.logging import logger
-
-    messages = []
-    logger.enable('panoptes_cli')
-    sink = logger.add(lambda message: messages.append(message.record['message']), level='WARNING')
-    yield messages
-    logger.remove(sink)
-    logger.disable('panoptes_cli')
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize('db_type', ['file', 'sqlite'])
 def test_many_processes_one_collection(db_type, isolated_env, logged_warnings):

@@ -15,18 +15,6 @@ def db():
     return PanFileDB(db_name='panoptes_testing')
 
 
-@pytest.fixture
-def logged_warnings():
-    from panoptes_cli.logging import logger
-
-    messages = []
-    logger.enable('panoptes_cli')
-    sink = logger.add(lambda message: messages.append(message.record['message']), level='WARNING')
-    yield messages
-    logger.remove(sink)
-    logger.disable('panoptes_cli')
-
-
 def collection_file(db, name='weather') -> Path:
     return Path(db.storage_dir, f'{name}.json')
 
