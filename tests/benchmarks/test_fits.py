@@ -26,11 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 BASELINE_VENV = Path(os.environ.get('PANOPTES_BASELINE_VENV', '/tmp/baseline-venv'))
-HEIGHT, WIDTH = 3476, 5208
 SHARED_DATA = Path(__file__).resolve().parents[3] / 'shared' / 'data'
 INDEX = SHARED_DATA / 'astrometry' / 'index-kic8462852-tycho2-p7.fits'
 MEDIANS = {}
@@ -51,20 +49,6 @@ for _ in range(int(sys.argv[5])):
     times.append(time.perf_counter() - start)
 print(json.dumps({'median_s': statistics.median(times)}))
 '''
-
-
-def full_frame() -> np.ndarray:
-    """A sky-like raw frame: sky level and gradient, Poisson noise, 400 stars."""
-    rng = np.random.default_rng(42)
-    sky = np.full((HEIGHT, WIDTH), 2000.0)
-    sky += np.linspace(0, 120, WIDTH)[None, :] + np.linspace(0, 60, HEIGHT)[:, None]
-    frame = rng.poisson(sky).astype(np.float64)
-    yy, xx = np.mgrid[-8:9, -8:9]
-    for _ in range(400):
-        y, x = int(rng.uniform(10, HEIGHT - 10)), int(rng.uniform(10, WIDTH - 10))
-        frame[y - 8:y + 9, x - 8:x + 9] += rng.uniform(500, 20000) * np.exp(
-            -(yy**2 + xx**2) / (2 * 1.6**2))
-    return np.clip(frame, 0, 2**14 - 1).astype(np.uint16)
 
 
 def interleaved(benchmark, name: str, ours, against: str, bare, prepare, rounds: int):
@@ -127,11 +111,11 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def frame(workdir):
+def frame(workdir, make_full_frame):
     from panoptes_cli.images.fits import write_fits
 
     path = workdir / 'frame-master.fits'
-    write_fits(full_frame(), {'IMAGEID': 'PAN000_000000_20240101T000000'}, path)
+    write_fits(make_full_frame(), {'IMAGEID': 'PAN000_000000_20240101T000000'}, path)
     return path
 
 

@@ -19,13 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 # As in conftest.py; read here directly so this module does not depend on which
 # conftest module Python finds under that name.
 BASELINE_VENV = Path(os.environ.get('PANOPTES_BASELINE_VENV', '/tmp/baseline-venv'))
-HEIGHT, WIDTH = 3476, 5208
+from benchmarks.conftest import FULL_FRAME_HEIGHT as HEIGHT, FULL_FRAME_WIDTH as WIDTH
 SHARED_TOOLS = Path(__file__).resolve().parents[3] / 'shared' / 'tools'
 SUMMARY = {}
 
@@ -61,33 +60,17 @@ print(json.dumps(result))
 '''
 
 
-def full_frame() -> np.ndarray:
-    """A sky-like raw frame: per-channel sky levels, a gradient, Poisson noise, 400 stars."""
-    rng = np.random.default_rng(42)
-    sky = np.full((HEIGHT, WIDTH), 2000.0)
-    sky[1::2, 0::2] *= 0.96  # red
-    sky[0::2, 1::2] *= 0.975  # blue
-    sky += np.linspace(0, 120, WIDTH)[None, :] + np.linspace(0, 60, HEIGHT)[:, None]
-    frame = rng.poisson(sky).astype(np.float64)
-    yy, xx = np.mgrid[-8:9, -8:9]
-    for _ in range(400):
-        y, x = int(rng.uniform(10, HEIGHT - 10)), int(rng.uniform(10, WIDTH - 10))
-        flux = rng.uniform(500, 20000)
-        frame[y - 8:y + 9, x - 8:x + 9] += flux * np.exp(-(yy**2 + xx**2) / (2 * 1.6**2))
-    return np.clip(frame, 0, 2**14 - 1).astype(np.uint16)
-
-
 @pytest.fixture(scope='module')
 def frame_dir(tmp_path_factory):
     return tmp_path_factory.mktemp('images-bench')
 
 
 @pytest.fixture(scope='module')
-def fits_frame(frame_dir):
+def fits_frame(frame_dir, make_full_frame):
     from panoptes_cli.images.fits import write_fits
 
     path = frame_dir / '20160909T081152.fits'
-    write_fits(full_frame(), {'FILTER': 'RGGB', 'FIELD': 'Synthetic', 'EXPTIME': 120.0,
+    write_fits(make_full_frame(bayer_sky=True), {'FILTER': 'RGGB', 'FIELD': 'Synthetic', 'EXPTIME': 120.0,
                               'DATE-OBS': '2016-09-09T08:11:52'}, path)
     return path
 
