@@ -64,7 +64,8 @@ def test_man_pages_list_every_option_and_argument(words):
 def test_man_pages_document_exit_status_and_environment():
     page = (REPO_ROOT / 'man' / 'panoptes.1').read_text()
     for word in ('EXIT STATUS', 'ENVIRONMENT', 'PANDIR', 'PANOPTES_CONFIG_FILE',
-                 'PANOPTES_CONFIG_HOST', 'PANOPTES_CONFIG_PORT', 'POCSTIME', 'PANOPTES_DEBUG'):
+                 'PANOPTES_CONFIG_HOST', 'PANOPTES_CONFIG_PORT', 'POCSTIME', 'PANOPTES_DEBUG',
+                 'PANOPTES_DB_TYPE', 'PANOPTES_DB_NAME'):
         assert word in page
 
 
