@@ -5,6 +5,8 @@ logs and progress go to stderr. Only light modules are imported here, so that
 ``panoptes --help`` stays fast.
 """
 
+import contextlib
+import errno
 import os
 import sys
 
@@ -65,10 +67,9 @@ def _write_stdout(text: str) -> None:
     except BrokenPipeError:
         # Point stdout at /dev/null so the interpreter's final flush is quiet too.
         devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
+        with contextlib.suppress(OSError, ValueError):
             os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
+        os.close(devnull)
         raise StdoutClosed() from None
 
 
@@ -206,7 +207,7 @@ def run_main(invoke) -> int:
     except StdoutClosed:
         return 0
     except Exception as exc:  # noqa: BLE001 - the one place that turns errors into a status
-        if isinstance(exc, OSError) and getattr(exc, 'errno', None) == 32:
+        if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
             return 0
         report_error(exc)
         return 1

@@ -9,6 +9,7 @@ DEBUG with ``--verbose``) enables it with a short format on stderr.
 >>> logger.debug('not shown: panoptes_cli logging is disabled by default')
 """
 
+import contextlib
 import os
 import sys
 
@@ -21,10 +22,9 @@ def log_to_stderr(level: str = 'DEBUG') -> None:
     """Enable panoptes_cli logging at ``level`` to stderr, replacing loguru's default sink."""
     global _stderr_sink
     if _stderr_sink is None:
-        try:
+        # loguru's default stderr sink; already gone if the application removed it.
+        with contextlib.suppress(ValueError):
             logger.remove(0)
-        except ValueError:
-            pass
     else:
         logger.remove(_stderr_sink)
     _stderr_sink = logger.add(sys.stderr, level=level.upper(), format='{level}: {message}')

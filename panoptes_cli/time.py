@@ -11,6 +11,7 @@ import time as _time
 from datetime import datetime as _datetime, timedelta, timezone
 
 from panoptes_cli.error import IllegalValue, Timeout
+from panoptes_cli.utils import get_quantity_value
 
 _MJD_EPOCH = _datetime(1858, 11, 17)
 
@@ -127,9 +128,7 @@ def time_forms(now: _datetime | None = None) -> dict:
 
 def _seconds(duration) -> float:
     """Return a duration given as a number of seconds or a Quantity, in seconds."""
-    if hasattr(duration, 'to_value'):
-        return float(duration.to_value('second'))
-    return float(duration)
+    return float(get_quantity_value(duration, 'second'))
 
 
 class CountdownTimer:
