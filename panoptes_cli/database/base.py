@@ -391,8 +391,8 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def _store(self, collection: str, records: list[PreparedRecord],
-               current: PreparedRecord | None = None, permanent: bool = True) -> None:
-        """Store ``records`` in ``collection`` (if ``permanent``) and ``current`` as its current one."""
+               current: PreparedRecord | None = None) -> None:
+        """Store ``records`` in ``collection`` and ``current`` (if given) as its current one."""
 
     @abc.abstractmethod
     def _find_record(self, collection: str, obj_id: str) -> dict | None:

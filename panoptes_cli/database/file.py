@@ -79,7 +79,7 @@ class PanFileDB(AbstractPanDB):
         name = f'{collection}.json' if permanent else f'{_CURRENT_PREFIX}{collection}.json'
         return os.path.join(self.storage_dir, name)
 
-    def _store(self, collection, records, current=None, permanent=True):
+    def _store(self, collection, records, current=None):
         if records:
             payload = ''.join(f'{record.text}\n' for record in records).encode()
             _append(self._get_file(collection), payload)

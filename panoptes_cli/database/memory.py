@@ -68,7 +68,7 @@ class PanMemoryDB(AbstractPanDB):
         """
         super().clear_current(entry_type)
 
-    def _store(self, collection, records, current=None, permanent=True):
+    def _store(self, collection, records, current=None):
         with self.lock:
             if records:
                 rows = self.collections.setdefault(collection, [])

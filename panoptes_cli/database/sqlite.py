@@ -145,7 +145,7 @@ class PanSQLiteDB(AbstractPanDB):
             raise
         connection.execute('COMMIT')
 
-    def _store(self, collection, records, current=None, permanent=True):
+    def _store(self, collection, records, current=None):
         connection = self._connection()
         with self._errors(), self._transaction(connection):
             if records:
