@@ -29,7 +29,6 @@ import fcntl
 import heapq
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from operator import itemgetter
@@ -41,6 +40,7 @@ from panoptes_cli.database.base import (
     storage_root,
     validate_name,
 )
+from panoptes_cli.files import atomic_path
 
 _CURRENT_PREFIX = 'current_'
 _DATE_THEN_LINE = itemgetter(0, 1)
@@ -87,17 +87,9 @@ class PanFileDB(AbstractPanDB):
             self._replace_current(collection, current)
 
     def _replace_current(self, collection: str, record: PreparedRecord) -> None:
-        fd, temp_path = tempfile.mkstemp(dir=self.storage_dir, prefix=f'.{_CURRENT_PREFIX}',
-                                         suffix='.tmp')
-        try:
-            with os.fdopen(fd, 'w') as handle:
-                handle.write(f'{record.text}\n')
-            os.chmod(temp_path, 0o644)
-            os.replace(temp_path, self._get_file(collection, permanent=False))
-        except BaseException:
-            with suppress(OSError):
-                os.remove(temp_path)
-            raise
+        # '.tmp': a leftover of a killed writer is cleaned up by permanently_erase_database.
+        with atomic_path(self._get_file(collection, permanent=False), suffix='.tmp') as temp:
+            temp.write_text(f'{record.text}\n')
 
     def _find_record(self, collection, obj_id):
         path = self._get_file(collection)
