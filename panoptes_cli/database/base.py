@@ -24,9 +24,8 @@ import random
 import re
 import time
 from collections.abc import Iterable, Iterator
-from datetime import date as _date
 from datetime import datetime as _datetime
-from datetime import timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -162,12 +161,6 @@ def get_db_class(module_name='file'):
     return getattr(module, _DB_CLASSES[module_name])
 
 
-def _as_utc(moment: _datetime) -> _datetime:
-    if moment.tzinfo is not None:
-        return moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment
-
-
 def iso_date(value) -> str:
     """Return a time (datetime, date, astropy Time or ISO string) as a record date string.
 
@@ -185,17 +178,14 @@ def iso_date(value) -> str:
     """
     if isinstance(value, str) and _ISO_MS.match(value):
         return value
+    # Datetimes, dates and astropy Times become ISO strings here.
     value = serialize_object(value)
-    if isinstance(value, _datetime):
-        moment = value
-    elif isinstance(value, _date):
-        moment = _datetime(value.year, value.month, value.day)
-    else:
-        try:
-            moment = _datetime.fromisoformat(str(value).strip())
-        except ValueError:
-            raise IllegalValue(f'{value!r} is not an ISO-8601 time') from None
-    return _as_utc(moment).isoformat(timespec='milliseconds')
+    try:
+        moment = _datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise IllegalValue(f'{value!r} is not an ISO-8601 time') from None
+    # A datetime serializes as a naive UTC time with milliseconds: the record date form.
+    return serialize_object(moment)
 
 
 def parse_time_bound(value) -> str:
