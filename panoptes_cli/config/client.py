@@ -111,15 +111,16 @@ def _connection(host: str, port: int):
     return connection, False
 
 
-def _post(host: str, port: int, path: str, body: bytes) -> tuple:
-    """POST a JSON body and return ``(status, text)``; connection failures raise BadConnection."""
+def _post(host: str, port: int, path: str, body: bytes) -> str:
+    """POST a JSON body and return the answer's text; failures raise BadConnection or InvalidConfig."""
     connection, reused = _connection(host, port)
     url = config_url(host, port)
     while True:
         try:
             connection.request('POST', path, body, _HEADERS)
             response = connection.getresponse()
-            return response.status, response.read().decode('utf-8')
+            text = response.read().decode('utf-8')
+            break
         except ConnectionRefusedError:
             connection.close()
             raise BadConnection(f'config server at {url}: connection refused; '
@@ -140,6 +141,9 @@ def _post(host: str, port: int, path: str, body: bytes) -> tuple:
         except OSError as err:
             connection.close()
             raise BadConnection(f'config server at {url}: {err.strerror or err}') from None
+    if response.status != 200:
+        raise _failure(host, port, response.status, text)
+    return text
 
 
 def _failure(host: str, port: int, status: int, text: str) -> PanError:
@@ -247,9 +251,7 @@ def get_config(key=None, host=None, port=None, endpoint='get-config', parse=True
     """
     host, port = server_address(host, port)
     body = json.dumps({'key': key}).encode()
-    status, text = _post(host, port, '/' + endpoint.lstrip('/'), body)
-    if status != 200:
-        raise _failure(host, port, status, text)
+    text = _post(host, port, '/' + endpoint.lstrip('/'), body)
     _log(verbose, f'Config server {config_url(host, port)}: {key!r} = {text[:80]}')
     if text == 'null':
         return default
@@ -318,9 +320,7 @@ def set_config(key, new_value, host=None, port=None, parse=True):
     from panoptes_cli.serializers import to_json
 
     host, port = server_address(host, port)
-    status, text = _post(host, port, '/set-config', to_json({key: new_value}).encode())
-    if status != 200:
-        raise _failure(host, port, status, text)
+    text = _post(host, port, '/set-config', to_json({key: new_value}).encode())
     _log(True, f'Config server {config_url(host, port)}: set {text[:80]}')
     if not parse:
         return text
@@ -353,10 +353,7 @@ def reset_config(host=None, port=None, load_local=None) -> dict:
     request = {'reset': True}
     if load_local is not None:
         request['load_local'] = bool(load_local)
-    status, text = _post(host, port, '/reset-config', json.dumps(request).encode())
-    if status != 200:
-        raise _failure(host, port, status, text)
-    return json.loads(text)
+    return json.loads(_post(host, port, '/reset-config', json.dumps(request).encode()))
 
 
 def stop_server(host=None, port=None, timeout: float = TIMEOUT) -> None:
@@ -369,9 +366,7 @@ def stop_server(host=None, port=None, timeout: float = TIMEOUT) -> None:
         Timeout: If it still answers after ``timeout`` seconds.
     """
     host, port = server_address(host, port)
-    status, text = _post(host, port, '/set-config', json.dumps({RUNNING_KEY: False}).encode())
-    if status != 200:
-        raise _failure(host, port, status, text)
+    _post(host, port, '/set-config', json.dumps({RUNNING_KEY: False}).encode())
     deadline = time.monotonic() + timeout
     while server_is_running(host, port):
         if time.monotonic() > deadline:
