@@ -51,6 +51,11 @@ class NoOpSerial(serialutil.SerialBase):
         """The number of input bytes available to read immediately."""
         return 0
 
+    def _check_open(self) -> None:
+        """Raise PortNotOpenError unless the port is open (for reads and writes)."""
+        if not self.is_open:
+            raise serialutil.PortNotOpenError()
+
     def open(self) -> None:
         """Open port.
 
@@ -80,8 +85,7 @@ class NoOpSerial(serialutil.SerialBase):
             SerialTimeoutException: In case a write timeout is configured for
                 the port and the time is exceeded.
         """
-        if not self.is_open:
-            raise serialutil.PortNotOpenError()
+        self._check_open()
         return b''
 
     def write(self, data) -> int:
@@ -97,8 +101,7 @@ class NoOpSerial(serialutil.SerialBase):
             SerialTimeoutException: In case a write timeout is configured for
                 the port and the time is exceeded.
         """
-        if not self.is_open:
-            raise serialutil.PortNotOpenError()
+        self._check_open()
         return 0
 
     def reset_input_buffer(self) -> None:

@@ -597,10 +597,6 @@ class FakeArduinoSerialHandler(NoOpSerial):
                            'control, not {}', self.portstr, self.get_settings())
         return ok
 
-    def _check_open(self) -> None:
-        if not self.is_open:
-            raise serialutil.PortNotOpenError()
-
     def _take_available(self) -> None:
         """Move every chunk the board has sent so far into the input buffer."""
         if self._board is None:

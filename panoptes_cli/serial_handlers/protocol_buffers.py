@@ -28,8 +28,6 @@ b'relay,0\\n'
 import io
 import threading
 
-from serial import serialutil
-
 from panoptes_cli.serial_handlers import NoOpSerial
 
 _r_lock = threading.Lock()
@@ -75,8 +73,7 @@ class BuffersSerial(NoOpSerial):
     @property
     def in_waiting(self) -> int:
         """The number of input bytes available to read immediately."""
-        if not self.is_open:
-            raise serialutil.PortNotOpenError()
+        self._check_open()
         with _r_lock:
             return len(_r_buffer.getbuffer()) - _r_buffer.tell()
 
@@ -92,8 +89,7 @@ class BuffersSerial(NoOpSerial):
         Returns:
             Bytes read from the port, of type 'bytes'.
         """
-        if not self.is_open:
-            raise serialutil.PortNotOpenError()
+        self._check_open()
         with _r_lock:
             return _r_buffer.read(size)
 
@@ -111,8 +107,7 @@ class BuffersSerial(NoOpSerial):
         """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f'data must be a bytes or bytearray object, not {type(data).__name__}')
-        if not self.is_open:
-            raise serialutil.PortNotOpenError()
+        self._check_open()
         with _w_lock:
             return _w_buffer.write(data)
 
