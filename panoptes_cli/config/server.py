@@ -51,7 +51,6 @@ import bottle
 from panoptes_cli.config.client import RUNNING_KEY, config_url, server_address
 from panoptes_cli.config.helpers import (
     assign,
-    atomic_write,
     default_config_file,
     is_bundled_config,
     load_config,
@@ -61,6 +60,7 @@ from panoptes_cli.config.helpers import (
     top_name,
 )
 from panoptes_cli.error import BadConnection, InvalidConfig, PanError
+from panoptes_cli.files import atomic_write
 from panoptes_cli.serializers import serialize_all_objects, serialize_object, to_yaml
 
 # The server listens on loopback only unless told otherwise.
@@ -581,17 +581,13 @@ def config_server(config_file=None, host=None, port=None, load_local=True, save_
     """
     options = {'config_file': config_file, 'host': host, 'port': port, 'load_local': load_local,
                'save_local': save_local, 'access_logs': access_logs, 'error_logs': error_logs}
-    if not auto_start:
-        process = multiprocessing.Process(target=_serve_in_process, args=(None, options),
-                                          name='panoptes-config-server', daemon=True)
-        process.host, process.port = server_address(host, port, default_host=DEFAULT_HOST)
-        process.url = config_url(process.host, process.port)
-        return process
-    receiver, sender = multiprocessing.Pipe(duplex=False)
+    receiver, sender = multiprocessing.Pipe(duplex=False) if auto_start else (None, None)
     process = multiprocessing.Process(target=_serve_in_process, args=(sender, options),
                                       name='panoptes-config-server', daemon=True)
     process.host, process.port = server_address(host, port, default_host=DEFAULT_HOST)
     process.url = config_url(process.host, process.port)
+    if not auto_start:
+        return process
     process.start()
     sender.close()
     ready = multiprocessing.connection.wait([receiver, process.sentinel], timeout=STARTUP_TIMEOUT)
