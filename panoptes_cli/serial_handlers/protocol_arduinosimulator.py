@@ -61,6 +61,7 @@ from collections.abc import Iterator
 from serial import serialutil
 
 from panoptes_cli.error import PanError
+from panoptes_cli.files import atomic_path
 from panoptes_cli.logging import logger
 from panoptes_cli.serial_handlers import NoOpSerial
 
@@ -469,7 +470,11 @@ class PtyBoard:
         os.set_blocking(master, False)
         self._master = master
         if self.link:
-            self._make_link()
+            try:
+                self._make_link()
+            except BaseException:
+                self.stop()
+                raise
         self.simulated.start()
         for target, name in ((self._send, 'pty writer'), (self._receive, 'pty reader')):
             thread = threading.Thread(target=target, daemon=True, name=name)
@@ -479,12 +484,10 @@ class PtyBoard:
 
     def _make_link(self) -> None:
         if os.path.lexists(self.link) and not os.path.islink(self.link):
-            self.stop()
             raise PanError(f'cannot link {self.link} to {self.port}: it exists and is not a '
                            'symbolic link; choose another --link path')
-        temporary = f'{self.link}.{os.getpid()}.tmp'
-        os.symlink(self.port, temporary)
-        os.replace(temporary, self.link)
+        with atomic_path(self.link) as temporary:
+            os.symlink(self.port, temporary)
 
     def _send(self) -> None:
         """Copy the board's chunks to the pty as they come."""
