@@ -18,6 +18,7 @@ True
 """
 
 import abc
+import importlib
 import json
 import os
 import random
@@ -30,7 +31,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 from panoptes_cli.error import IllegalValue, InvalidSerialization, PanError
-from panoptes_cli.library import load_module
 from panoptes_cli.serializers import deserialize_all_objects, serialize_object, to_json
 from panoptes_cli.time import utc_now
 
@@ -157,7 +157,8 @@ def get_db_class(module_name='file'):
     """
     if module_name not in _DB_CLASSES:
         raise IllegalValue(f'unsupported database type {module_name!r}: use file, memory or sqlite')
-    module = load_module(f'panoptes_cli.database.{module_name}')
+    # Not library.load_module: its ctypes import would slow every db command.
+    module = importlib.import_module(f'panoptes_cli.database.{module_name}')
     return getattr(module, _DB_CLASSES[module_name])
 
 
