@@ -320,12 +320,14 @@ class ArduinoSimulator:
             message['amps'] = {name: round(counts * _AMPS_PER_COUNT, 2) for name, counts in current.items()}
 
 
-def _drain(q: queue.Queue) -> None:
+def _drain(q: queue.Queue) -> list:
+    """Take every item the queue holds now, without waiting; return them in order."""
+    items = []
     while True:
         try:
-            q.get_nowait()
+            items.append(q.get_nowait())
         except queue.Empty:
-            return
+            return items
 
 
 class SimulatedBoard:
@@ -602,13 +604,8 @@ class FakeArduinoSerialHandler(NoOpSerial):
 
     def _take_available(self) -> None:
         """Move every chunk the board has sent so far into the input buffer."""
-        if self._board is None:
-            return
-        while True:
-            try:
-                self._input.extend(self._board.json_queue.get_nowait())
-            except queue.Empty:
-                return
+        if self._board is not None:
+            self._input.extend(b''.join(_drain(self._board.json_queue)))
 
     @property
     def in_waiting(self) -> int:
