@@ -458,8 +458,8 @@ def cr2_to_fits(cr2_fname: PathLike, fits_fname: PathLike | None = None, overwri
             which case the CR2's name with a ``.fits`` extension is used (the manual's
             version replaced '.cr2' anywhere in the path and missed '.CR2').
         overwrite (bool, optional): Overwrite existing FITS, default False.
-        headers (dict, optional): Observation information added to the FITS file through
-            ``panoptes_cli.images.fits.update_observation_headers``.
+        headers (dict, optional): Observation information added to the FITS header as
+            ``panoptes_cli.images.fits.update_observation_headers`` adds it.
         fits_headers (dict, optional): Header data added to the FITS file without
             filtering.
         remove_cr2 (bool, optional): If CR2 should be removed after processing, default
@@ -493,13 +493,20 @@ def cr2_to_fits(cr2_fname: PathLike, fits_fname: PathLike | None = None, overwri
     header = exif_headers(exif_reader.result())
     for key, value in (fits_headers or {}).items():
         header[str(key).upper()] = value
+    if headers:
+        from panoptes_cli.images.fits import _observation_cards
 
-    with atomic_path(target, overwrite) as temp:
-        write_fits(data, header, temp)
-        if headers:
-            from panoptes_cli.images.fits import update_observation_headers
+        # The cards update_observation_headers would write, put in before the one (atomic)
+        # write instead of reading and rewriting the whole image afterwards.
+        for keyword, value, comment in _observation_cards(headers):
+            old = header.get(keyword)
+            if comment is None and isinstance(old, tuple):
+                # As in an astropy header, a new value keeps the card's comment.
+                header[keyword] = (value, *old[1:])
+            else:
+                header[keyword] = value if comment is None else (value, comment)
 
-            update_observation_headers(temp, headers)
+    write_fits(data, header, target, overwrite=overwrite)
     logger.debug(f'Converted {path} to {target}')
     if remove_cr2:
         path.unlink()
