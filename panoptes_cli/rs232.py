@@ -5,6 +5,7 @@ Importing this module registers the simulated devices of
 ``no_op://``, ``hooked://``) with PySerial.
 """
 
+import contextlib
 import json
 import operator
 import threading
@@ -219,10 +220,8 @@ class SerialData:
         Raises:
             error.BadSerialConnection if unable to close the connection.
         """
-        try:
+        with self._failing_as('closing'):
             self.ser.close()
-        except (serial.SerialException, OSError) as err:
-            raise BadSerialConnection(f'closing {self.name} failed: {_reason(err)}') from None
         if self.is_connected:
             raise BadSerialConnection(f'closing {self.name} failed: it is still open')
 
@@ -230,13 +229,19 @@ class SerialData:
         if not self.is_connected:
             raise BadSerialConnection(f'{self.name} is not connected; call connect() first')
 
+    @contextlib.contextmanager
+    def _failing_as(self, doing: str) -> Iterator[None]:
+        """Turn the device's errors into BadSerialConnection('<doing> <name> failed: <why>')."""
+        try:
+            yield
+        except (serial.SerialException, OSError) as err:
+            raise BadSerialConnection(f'{doing} {self.name} failed: {_reason(err)}') from None
+
     def write_bytes(self, data: bytes) -> int:
         """Write data of type bytes; return how many bytes were written."""
         self._check_connected()
-        try:
+        with self._failing_as('writing to'):
             return self.ser.write(data)
-        except (serial.SerialException, OSError) as err:
-            raise BadSerialConnection(f'writing to {self.name} failed: {_reason(err)}') from None
 
     def write(self, value: str) -> int:
         """Write value (a string) after encoding as bytes."""
@@ -256,10 +261,8 @@ class SerialData:
             Bytes read from the port.
         """
         self._check_connected()
-        try:
+        with self._failing_as('reading from'):
             return self.ser.read(size)
-        except (serial.SerialException, OSError) as err:
-            raise BadSerialConnection(f'reading from {self.name} failed: {_reason(err)}') from None
 
     def read_available(self) -> bytes:
         """Read what the device has sent, waiting up to the read timeout for the first byte.
@@ -268,10 +271,8 @@ class SerialData:
         per byte.
         """
         self._check_connected()
-        try:
+        with self._failing_as('reading from'):
             return self.ser.read(max(1, self.ser.in_waiting))
-        except (serial.SerialException, OSError) as err:
-            raise BadSerialConnection(f'reading from {self.name} failed: {_reason(err)}') from None
 
     def read(self, retry_limit: int | None = None, retry_delay: float | None = None) -> str:
         """Reads next line of input using readline.
@@ -285,11 +286,8 @@ class SerialData:
         retry_limit = self.retry_limit if retry_limit is None else retry_limit
         retry_delay = self.retry_delay if retry_delay is None else retry_delay
         for attempt in range(retry_limit):
-            try:
+            with self._failing_as('reading from'):
                 data = self.ser.readline()
-            except (serial.SerialException, OSError) as err:
-                raise BadSerialConnection(
-                    f'reading from {self.name} failed: {_reason(err)}') from None
             if data:
                 return data.decode('ascii', errors='backslashreplace')
             if attempt + 1 < retry_limit:
