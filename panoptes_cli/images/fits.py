@@ -365,15 +365,6 @@ def _fill_header(target: Header, header: Header | Mapping | None) -> None:
             target[key] = _card_value(value)
 
 
-def _write_hdul(hdul, temp: Path, **kwargs) -> None:
-    """Write an HDUList to a new file and make sure it reached the disk."""
-    # O_EXCL: the name is ours alone; mode 0o666 lets the umask decide, as for any new file.
-    with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), 'wb') as stream:
-        hdul.writeto(stream, **kwargs)
-        stream.flush()
-        os.fsync(stream.fileno())
-
-
 def write_fits(data, header: Header | Mapping | None, filename: PathLike,
                exposure_event: threading.Event | None = None, **kwargs) -> None:
     """Write an image and its header to a FITS file, atomically.
@@ -436,8 +427,8 @@ def write_fits(data, header: Header | Mapping | None, filename: PathLike,
             raise IllegalValue(f'{os.fspath(filename)}: data of type {dtype} cannot be '
                                f'written as FITS ({exc})') from exc
         _fill_header(image.header, header)
-        with atomic_path(filename, overwrite, suffix=_TEMP_SUFFIX) as temp:
-            _write_hdul(hdul, temp, **kwargs)
+        with atomic_path(filename, overwrite, suffix=_TEMP_SUFFIX, durable=True) as temp:
+            hdul.writeto(temp, **kwargs)
     finally:
         if exposure_event is not None:
             exposure_event.set()
@@ -501,8 +492,8 @@ def _rewrite(fits_fname: PathLike, change) -> None:
         hdul = fits.open(fits_fname, do_not_scale_image_data=True)
     with hdul:
         change(hdul)
-        with atomic_path(fits_fname, suffix=_TEMP_SUFFIX) as temp:
-            _write_hdul(hdul, temp, checksum=_has_checksums(hdul))
+        with atomic_path(fits_fname, suffix=_TEMP_SUFFIX, durable=True) as temp:
+            hdul.writeto(temp, checksum=_has_checksums(hdul))
 
 
 def _has_checksums(hdul) -> bool:
@@ -636,7 +627,7 @@ def _astropy_pack(source: Path, temp: Path) -> None:
                 packed.append(_compressed_hdu(hdu))
             else:
                 packed.append(hdu)
-        _write_hdul(fits.HDUList(packed), temp, checksum=True)
+        fits.HDUList(packed).writeto(temp, checksum=True)
 
 
 def _astropy_unpack(source: Path, temp: Path) -> None:
@@ -657,7 +648,7 @@ def _astropy_unpack(source: Path, temp: Path) -> None:
                 image = fits.ImageHDU(hdu.data, header, do_not_scale_image_data=True)
                 unpacked.append(image)
             _restore_cards(image.header, header)
-        _write_hdul(fits.HDUList(unpacked), temp, checksum=True)
+        fits.HDUList(unpacked).writeto(temp, checksum=True)
 
 
 def _pack_into(source: Path, temp: Path, unpack: bool, hdus: list) -> None:
@@ -954,12 +945,13 @@ def _write_solution(process, target: Path, replace: bool, overwrite: bool):
         checksum = _has_checksums(hdul)
         if replace:
             solved = process.workdir / f'solved-{process.solve_file.name}'
-            _write_hdul(hdul, solved, checksum=checksum)
+            # A scratch file in the working directory: no need to sync it to disk.
+            hdul.writeto(solved, checksum=checksum)
             with atomic_path(target, suffix=_TEMP_SUFFIX, durable=True) as temp:
                 _pack_into(solved, temp, False, _structure(solved))
         else:
-            with atomic_path(target, overwrite, suffix=_TEMP_SUFFIX) as temp:
-                _write_hdul(hdul, temp, checksum=checksum)
+            with atomic_path(target, overwrite, suffix=_TEMP_SUFFIX, durable=True) as temp:
+                hdul.writeto(temp, checksum=checksum)
     return solved_header
 
 
