@@ -478,11 +478,8 @@ def listen(port: str, baudrate: int = 9600, *, parse: bool = True, timeout: floa
             try:
                 chunk = device.read_available()
             except BadSerialConnection as err:
-                try:
-                    yield from _reconnect(device, port, err.msg, retry_delay, max_retry_delay,
-                                          check_timeout)
-                except _Stopped:
-                    return
+                yield from _reconnect(device, port, err.msg, retry_delay, max_retry_delay,
+                                      check_timeout)
                 pending.clear()
                 first_line = True
                 continue
@@ -516,6 +513,9 @@ def listen(port: str, baudrate: int = 9600, *, parse: bool = True, timeout: floa
                 else:
                     yield SkippedLine(when, port, line, problem)
                 first_line = False
+    except _Stopped:
+        # check_timeout() saw the stop event, while reading or while reconnecting.
+        return
     finally:
         device.disconnect()
 
