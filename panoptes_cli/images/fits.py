@@ -300,6 +300,15 @@ def _astropy_header_values(fn: PathLike, index: int) -> dict:
     return values
 
 
+def _header_values(fn: PathLike, hdus: list, index: int) -> dict:
+    """The keywords and values of HDU ``index`` of a walked file, without astropy if it can."""
+    from panoptes_cli.images import _fits_header
+
+    hdu = hdus[index]
+    values = _fits_header.parse(hdu.header, compressed=hdu.compressed)
+    return values if values is not None else _astropy_header_values(fn, index)
+
+
 def header_record(fn: PathLike, keywords: list[str] | None = None,
                   ext: int | str | None = None) -> dict:
     """Return the header of the image in a FITS file as a JSON-ready dict.
@@ -321,14 +330,9 @@ def header_record(fn: PathLike, keywords: list[str] | None = None,
         NotAFitsFile: The file is missing, truncated or not FITS.
         KeyError: There is no such extension.
     """
-    from panoptes_cli.images import _fits_header
-
     hdus = _structure(fn)
     index = _extension_index(fn, hdus, ext)
-    hdu = hdus[index]
-    values = _fits_header.parse(hdu.header, compressed=hdu.compressed)
-    if values is None:
-        values = _astropy_header_values(fn, index)
+    values = _header_values(fn, hdus, index)
     if keywords:
         values = {key: values.get(key.upper()) for key in keywords}
     return {'filename': os.fspath(fn), 'hdu': index, 'header': values}
@@ -782,10 +786,10 @@ def _image_size(hdus: list) -> tuple[int, int]:
     return (axes[0], axes[1]) if len(axes) >= 2 else (0, 0)
 
 
-def _pointing_hint(fits_fname: PathLike) -> tuple[float, float] | None:
+def _pointing_hint(fits_fname: PathLike, hdus: list) -> tuple[float, float] | None:
     """The mount's RA/Dec from the RA-MNT/DEC-MNT headers, if both are numbers."""
-    header = header_record(fits_fname, ['RA-MNT', 'DEC-MNT'])['header']
-    ra, dec = header['RA-MNT'], header['DEC-MNT']
+    header = _header_values(fits_fname, hdus, _image_extension(hdus))
+    ra, dec = header.get('RA-MNT'), header.get('DEC-MNT')
     if isinstance(ra, int | float) and isinstance(dec, int | float) and not isinstance(
             ra, bool) and not isinstance(dec, bool):
         return float(ra), float(dec)
@@ -869,7 +873,7 @@ def solve_field(fname: PathLike, timeout: float = 15, solve_opts: list[str] | No
         else:
             options = list(solve_opts)
         if ra is None and '--ra' not in kwargs:
-            ra, dec = _pointing_hint(source) or (None, None)
+            ra, dec = _pointing_hint(source, hdus) or (None, None)
         if ra is not None:
             options += ['--ra', str(ra), '--dec', str(dec),
                         '--radius', str(radius if radius is not None else _solve.DEFAULT_RADIUS)]
