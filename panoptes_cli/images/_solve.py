@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 import re
 import shutil
@@ -170,25 +171,21 @@ class SolveFieldProcess(subprocess.Popen):
         Raises:
             Timeout: The deadline passed; solve-field and its helpers were stopped.
         """
-        try:
-            return super().communicate(input, timeout=self._left(timeout))
-        except subprocess.TimeoutExpired:
-            if timeout is not None and time.monotonic() < self.deadline:
-                raise
-            self.stop()
-            super().communicate()
-            raise Timeout(f'{self.fits_file}: solve-field found no solution within '
-                          f'{self.timeout:g} s; give it longer with a larger timeout') from None
+        return self._until_deadline(functools.partial(super().communicate, input), timeout)
 
     def wait(self, timeout=None):
         """Wait for solve-field to end, at most until the deadline (then raise Timeout)."""
+        return self._until_deadline(super().wait, timeout)
+
+    def _until_deadline(self, call, timeout: float | None):
+        """Run ``call(timeout=...)`` cut at the deadline; at the deadline stop solve-field."""
         try:
-            return super().wait(timeout=self._left(timeout))
+            return call(timeout=self._left(timeout))
         except subprocess.TimeoutExpired:
             if timeout is not None and time.monotonic() < self.deadline:
                 raise
             self.stop()
-            super().wait()
+            call()
             raise Timeout(f'{self.fits_file}: solve-field found no solution within '
                           f'{self.timeout:g} s; give it longer with a larger timeout') from None
 
@@ -214,8 +211,7 @@ class SolveFieldProcess(subprocess.Popen):
 
     def __exit__(self, exc_type, value, traceback):
         try:
-            if self.returncode is None:
-                self.stop()
+            self.stop()
             super().__exit__(exc_type, value, traceback)
         finally:
             self.cleanup()
