@@ -202,7 +202,10 @@ class ArduinoSimulator:
             # started before the previous one is out: no backlog builds up.
             if now >= self.next_message_time and not self.pending_json_bytes:
                 self.generate_next_message(now)
-            if self.next_chunk_time is not None:
+            if self.pending_json_bytes:
+                # A due report waits for this one to be out: only the next chunk wakes us.
+                next_time = self.next_chunk_time
+            elif self.next_chunk_time is not None:
                 next_time = min(self.next_chunk_time, self.next_message_time)
             else:
                 next_time = self.next_message_time
