@@ -561,12 +561,9 @@ def _structure(path: PathLike, what: str | None = None):
 
     try:
         return walk(path)
-    except FileNotFoundError as exc:
-        raise NotAFitsFile(f'{os.fspath(what or path)}: not a FITS file (no such file)') from exc
-    except IsADirectoryError as exc:
-        raise NotAFitsFile(f'{os.fspath(what or path)}: not a FITS file (is a directory)') from exc
-    except StructureError as exc:
-        raise NotAFitsFile(f'{os.fspath(what or path)}: not a FITS file ({exc})') from exc
+    except (FileNotFoundError, IsADirectoryError, StructureError) as exc:
+        why = exc if isinstance(exc, StructureError) else _reason(exc)
+        raise NotAFitsFile(f'{os.fspath(what or path)}: not a FITS file ({why})') from exc
 
 
 def _run_cfitsio_tool(program: str, options: list[str], source: Path, temp: Path) -> None:
