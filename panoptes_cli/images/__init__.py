@@ -5,7 +5,7 @@ Canon raw files (:mod:`~panoptes_cli.images.cr2`), FITS files
 (:mod:`~panoptes_cli.images.fits`), focus metrics
 (:mod:`~panoptes_cli.images.focus`) and plots (:mod:`~panoptes_cli.images.plot`).
 
-Importing this package is cheap: numpy, astropy and matplotlib load inside
+Importing this package is cheap: numpy, astropy, matplotlib and loguru load inside
 the functions that use them.
 
 >>> import numpy as np
@@ -31,7 +31,6 @@ from pathlib import Path
 
 from panoptes_cli.error import IllegalValue, InvalidSystemCommand, NotFound, Timeout
 from panoptes_cli.files import atomic_path
-from panoptes_cli.logging import logger
 
 # The Debian package that installs each external program the images tools run.
 DEBIAN_PACKAGES = {'dcraw': 'dcraw', 'exiftool': 'libimage-exiftool-perl', 'ffmpeg': 'ffmpeg'}
@@ -118,6 +117,8 @@ def crop_data(data, box_width: int = 200, center=None, data_only: bool = True, w
     """
     from astropy.nddata import Cutout2D
 
+    from panoptes_cli.logging import logger
+
     rows, cols = data.shape[-2:]
     if box_width > rows or box_width > cols:
         raise IllegalValue(f"Can't crop a {box_width} pixel box from data of shape {data.shape}")
@@ -178,6 +179,8 @@ def mask_saturated(data, saturation_level=None, threshold: float = 0.9, bit_dept
             the data is not of an integer type.
     """
     import numpy as np
+
+    from panoptes_cli.logging import logger
 
     data = np.asanyarray(data)
     # ``is None``: a saturation level of 0 is a level (the manual's ``if not`` ignored it).
@@ -570,6 +573,8 @@ def make_timelapse(directory: PathLike, fn_out: PathLike | None = None,
             '-r', str(fps), '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-movflags', '+faststart',
             '-progress', 'pipe:1', '-nostats', '-f', 'mp4', os.fspath(temp),
         ]
+        from panoptes_cli.logging import logger
+
         logger.debug(f'Timelapse command: {command}')
         _run_ffmpeg(command, timeout, kwargs.get('progress'), len(frames), fn_out)
     return str(fn_out)
