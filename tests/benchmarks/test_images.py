@@ -25,7 +25,7 @@ import pytest
 # conftest module Python finds under that name.
 BASELINE_VENV = Path(os.environ.get('PANOPTES_BASELINE_VENV', '/tmp/baseline-venv'))
 from benchmarks.conftest import FULL_FRAME_HEIGHT as HEIGHT, FULL_FRAME_WIDTH as WIDTH
-SHARED_TOOLS = Path(__file__).resolve().parents[3] / 'shared' / 'tools'
+CR2_MAKER = Path(__file__).resolve().parents[1] / 'cr2_maker.py'
 SUMMARY = {}
 
 BASELINE_SCRIPT = r'''
@@ -77,13 +77,13 @@ def fits_frame(frame_dir, make_full_frame):
 
 @pytest.fixture(scope='module')
 def cr2_frame(frame_dir):
-    """A full-size CR2 made by the shared tool (needs imagecodecs), tagged by exiftool."""
-    pytest.importorskip('imagecodecs', reason='make_synthetic_cr2.py needs imagecodecs')
+    """A full-size CR2 made by tests/cr2_maker.py (needs imagecodecs), tagged by exiftool."""
+    pytest.importorskip('imagecodecs', reason='tests/cr2_maker.py needs imagecodecs')
     for program in ('exiftool', 'dcraw'):
         if shutil.which(program) is None:
             pytest.skip(f'{program} is not installed')
     path = frame_dir / 'full.cr2'
-    subprocess.run([sys.executable, str(SHARED_TOOLS / 'make_synthetic_cr2.py'), str(path),
+    subprocess.run([sys.executable, str(CR2_MAKER), str(path),
                     '--height', str(HEIGHT), '--width', str(WIDTH)], check=True)
     subprocess.run(['exiftool', '-q', '-overwrite_original', '-ExposureTime=120', '-ISO=100',
                     '-DateTimeOriginal=2016:09:09 08:11:52', '-SerialNumber=12345678',
