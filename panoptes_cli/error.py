@@ -131,6 +131,10 @@ class NotSupported(PanError, NotImplementedError):
     """Errors from trying to use hardware features not supported by a particular model."""
 
 
+class DatabaseError(PanError):
+    """A store could not be read or written (locked, corrupt, no space, ...)."""
+
+
 class GoogleCloudError(PanError):
     """Errors related to google cloud."""
 

@@ -11,7 +11,7 @@ import time as _time
 from datetime import datetime as _datetime, timedelta, timezone
 
 from panoptes_cli.error import IllegalValue, Timeout
-from panoptes_cli.utils import get_quantity_value
+from panoptes_cli.quantities import get_quantity_value
 
 _MJD_EPOCH = _datetime(1858, 11, 17)
 

@@ -7,6 +7,8 @@ import shutil
 import signal
 
 from panoptes_cli.error import NotFound
+# Documented here by the manual; defined in a base module that time.py can import too.
+from panoptes_cli.quantities import get_quantity_value  # noqa: F401
 
 # PANOPTES paths look like .../PAN012/ee04d1/20190820T111638/20190820T122447.fits:
 # unit id, camera id, sequence start time, image time.
@@ -46,25 +48,6 @@ def listify(obj) -> list:
     if isinstance(obj, (type({}.keys()), type({}.values()), type({}.items()))):
         return list(obj)
     return [obj]
-
-
-def get_quantity_value(quantity, unit=None):
-    """Return the number in a Quantity, converted to ``unit`` if given; other objects as is.
-
-    >>> from astropy import units as u
-    >>> get_quantity_value(60 * u.second)
-    60.0
-    >>> get_quantity_value(60 * u.minute, unit='second')
-    3600.0
-    >>> get_quantity_value(60 * u.minute, unit=u.second)
-    3600.0
-    >>> get_quantity_value(60)
-    60
-    """
-    if hasattr(quantity, 'to_value') and hasattr(quantity, 'unit'):
-        value = quantity.to_value(unit)
-        return float(value) if getattr(value, 'ndim', 0) == 0 else value
-    return quantity
 
 
 def _parse_param_value(value: str):

@@ -30,7 +30,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple
 
-from panoptes_cli.error import IllegalValue, InvalidSerialization, PanError
+# DatabaseError lives in error.py with the other errors; importable from here as before.
+from panoptes_cli.error import DatabaseError, IllegalValue, InvalidSerialization  # noqa: F401
 from panoptes_cli.serializers import deserialize_all_objects, serialize_object, to_json
 from panoptes_cli.time import utc_now
 
@@ -49,10 +50,6 @@ _DB_CLASSES = {'file': 'PanFileDB', 'memory': 'PanMemoryDB', 'sqlite': 'PanSQLit
 _id_random = random.Random()
 _random_bits = _id_random.getrandbits
 os.register_at_fork(after_in_child=_id_random.seed)
-
-
-class DatabaseError(PanError):
-    """A store could not be read or written (locked, corrupt, no space, ...)."""
 
 
 def storage_root() -> Path:
