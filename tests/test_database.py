@@ -18,12 +18,8 @@ from panoptes_cli.database import (
     create_storage_obj,
     get_db_class,
 )
-from panoptes_cli.database.base import (
-    AbstractPanDB,
-    iso_date,
-    parse_time_bound,
-    storage_root,
-)
+from panoptes_cli.database.base import AbstractPanDB
+from panoptes_cli.database.records import iso_date, parse_time_bound, storage_root
 from panoptes_cli.error import IllegalValue, InvalidSerialization
 
 BACKENDS = ['file', 'memory', 'sqlite']
@@ -299,7 +295,7 @@ def test_query_parse_false(week):
 
 
 def test_same_date_newest_inserted_first(db, monkeypatch):
-    monkeypatch.setattr('panoptes_cli.database.base.utc_now', lambda: datetime(2024, 1, 1))
+    monkeypatch.setattr('panoptes_cli.database.records.utc_now', lambda: datetime(2024, 1, 1))
     ids = db.insert_many('weather', [{'n': n} for n in range(3)])
     db.insert('weather', {'n': 3})
     assert [r['data']['n'] for r in db.find('weather')] == [3, 2, 1, 0]

@@ -19,101 +19,22 @@ True
 
 import abc
 import importlib
-import json
-import os
-import random
-import re
-import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime as _datetime
-from datetime import timedelta
-from pathlib import Path
-from typing import NamedTuple
 
+from panoptes_cli.database.query import matches, parse_where
+from panoptes_cli.database.records import (
+    PreparedRecord,
+    parse_time_bound,
+    prepare_record,
+    record_date,
+    validate_name,
+)
 # DatabaseError lives in error.py with the other errors; importable from here as before.
-from panoptes_cli.error import DatabaseError, IllegalValue, InvalidSerialization  # noqa: F401
-from panoptes_cli.serializers import deserialize_all_objects, serialize_object, to_json
+from panoptes_cli.error import DatabaseError, IllegalValue  # noqa: F401
+from panoptes_cli.serializers import deserialize_all_objects
 from panoptes_cli.time import utc_now
 
-# Letters, digits, underscore, hyphen and dot: safe as a file name on every system.
-_NAME = re.compile(r'^[A-Za-z0-9_.-]{1,200}$')
-# What record dates look like once normalised: sortable as plain strings.
-_ISO_MS = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}$')
-_RELATIVE_TIME = re.compile(r'^\s*(\d+(?:\.\d*)?)\s*([smhdw])\s*$')
-_TIME_UNITS = {'s': 'seconds', 'm': 'minutes', 'h': 'hours', 'd': 'days', 'w': 'weeks'}
-_RECORD_KEYS = frozenset(('_id', 'type', 'date', 'data'))
 _DB_CLASSES = {'file': 'PanFileDB', 'memory': 'PanMemoryDB', 'sqlite': 'PanSQLiteDB'}
-
-# Random bits for ids: our own generator, so code seeding the global one
-# (tests, simulations) cannot repeat ids, reseeded in forked children so they
-# do not repeat their parent's.
-_id_random = random.Random()
-_random_bits = _id_random.getrandbits
-os.register_at_fork(after_in_child=_id_random.seed)
-
-
-def storage_root() -> Path:
-    """Return the directory stores live under: ``$PANDIR``, else the per-user data directory.
-
-    The per-user directory is ``$XDG_DATA_HOME/panoptes``, or
-    ``~/.local/share/panoptes`` when ``XDG_DATA_HOME`` is not set.
-
-    >>> import os
-    >>> from unittest import mock
-    >>> with mock.patch.dict(os.environ, PANDIR='/var/panoptes'):
-    ...     storage_root()
-    PosixPath('/var/panoptes')
-    >>> with mock.patch.dict(os.environ, PANDIR='', XDG_DATA_HOME='/home/pan/.data'):
-    ...     storage_root()
-    PosixPath('/home/pan/.data/panoptes')
-    """
-    pandir = os.environ.get('PANDIR')
-    if pandir:
-        return Path(pandir)
-    xdg = os.environ.get('XDG_DATA_HOME', '')
-    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / '.local' / 'share'
-    return base / 'panoptes'
-
-
-def validate_name(name, what: str = 'collection') -> str:
-    """Return ``name`` if it is a safe collection or database name, else raise IllegalValue.
-
-    Names are 1 to 200 letters, digits, ``_``, ``-`` and ``.``, and not ``.``
-    or ``..``, so a name can never point outside its store.
-
-    >>> validate_name('weather')
-    'weather'
-    >>> validate_name('../../etc/passwd')
-    Traceback (most recent call last):
-      ...
-    panoptes_cli.error.IllegalValue: IllegalValue: invalid collection name '../../etc/passwd': use 1-200 letters, digits, '_', '-' or '.'
-    """
-    if not isinstance(name, str) or not _NAME.match(name) or name in ('.', '..'):
-        raise IllegalValue(f"invalid {what} name {name!r}: use 1-200 letters, digits, '_', '-' or '.'")
-    if what == 'collection' and name.startswith('current_'):
-        # The file store keeps the current record of "weather" in current_weather.json.
-        raise IllegalValue(f"invalid collection name {name!r}: names starting with 'current_' "
-                           'are reserved for the current records')
-    return name
-
-
-def new_id() -> str:
-    """Return a new record id: a version 7 UUID (RFC 9562), which sorts by creation time.
-
-    Time-ordered ids keep the id index of a large store compact and quick to
-    update, where random (version 4) ids touch a different page per record.
-
-    >>> from uuid import UUID
-    >>> UUID(new_id()).version
-    7
-    >>> new_id() != new_id()
-    True
-    """
-    value = (time.time_ns() // 1_000_000) << 80 | _random_bits(80)
-    value = value & ~(0xF << 76) | 0x7 << 76  # the version
-    value = value & ~(0x3 << 62) | 0x2 << 62  # the RFC 4122 variant
-    digits = f'{value:032x}'
-    return f'{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}'
 
 
 def create_storage_obj(collection, data, obj_id):
@@ -157,207 +78,6 @@ def get_db_class(module_name='file'):
     # Not library.load_module: its ctypes import would slow every db command.
     module = importlib.import_module(f'panoptes_cli.database.{module_name}')
     return getattr(module, _DB_CLASSES[module_name])
-
-
-def iso_date(value) -> str:
-    """Return a time (datetime, date, astropy Time or ISO string) as a record date string.
-
-    Naive times are taken as UTC; others are converted to UTC.
-
-    >>> from datetime import datetime
-    >>> iso_date(datetime(2024, 5, 1, 3, 4, 5, 678901))
-    '2024-05-01T03:04:05.678'
-    >>> iso_date('2024-05-01 05:04:05+02:00')
-    '2024-05-01T03:04:05.000'
-    >>> iso_date('yesterday')
-    Traceback (most recent call last):
-      ...
-    panoptes_cli.error.IllegalValue: IllegalValue: 'yesterday' is not an ISO-8601 time
-    """
-    if isinstance(value, str) and _ISO_MS.match(value):
-        return value
-    # Datetimes, dates and astropy Times become ISO strings here.
-    value = serialize_object(value)
-    try:
-        moment = _datetime.fromisoformat(str(value).strip())
-    except ValueError:
-        raise IllegalValue(f'{value!r} is not an ISO-8601 time') from None
-    # A datetime serializes as a naive UTC time with milliseconds: the record date form.
-    return serialize_object(moment)
-
-
-def parse_time_bound(value) -> str:
-    """Return a ``since``/``until`` bound as a record date string.
-
-    Takes what :func:`iso_date` takes, and also a duration before now:
-    ``90s``, ``15m``, ``2h``, ``7d``, ``1w``.
-
-    >>> parse_time_bound('2024-05-01')
-    '2024-05-01T00:00:00.000'
-    >>> import os
-    >>> os.environ['POCSTIME'] = '2024-05-01 12:00:00'
-    >>> parse_time_bound('2h')
-    '2024-05-01T10:00:00.000'
-    >>> del os.environ['POCSTIME']
-    """
-    if isinstance(value, str):
-        relative = _RELATIVE_TIME.match(value)
-        if relative:
-            amount = timedelta(**{_TIME_UNITS[relative[2]]: float(relative[1])})
-            return iso_date(utc_now() - amount)
-    try:
-        return iso_date(value)
-    except IllegalValue:
-        raise IllegalValue(f'{value!r} is not a time: use ISO-8601 (2024-05-01T22:00:00) '
-                           'or a duration before now (90s, 15m, 2h, 7d, 1w)') from None
-
-
-def parse_scalar(text: str):
-    """Read a ``--where`` value as JSON or YAML reads a scalar; anything else stays a string.
-
-    >>> [parse_scalar(v) for v in ('12.5', '3', 'true', 'False', 'null', '~', 'dry', '"12.5"')]
-    [12.5, 3, True, False, None, None, 'dry', '12.5']
-    """
-    lowered = text.strip().lower()
-    if lowered in ('true', 'false'):
-        return lowered == 'true'
-    if lowered in ('null', '~', ''):
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if value is None or isinstance(value, (bool, int, float, str)) else text
-
-
-def parse_condition(text: str) -> tuple[str, object]:
-    """Split a ``KEY=VALUE`` condition on a data field into the key and its parsed value.
-
-    >>> parse_condition('wind.speed=3')
-    ('wind.speed', 3)
-    >>> parse_condition('temp')
-    Traceback (most recent call last):
-      ...
-    panoptes_cli.error.IllegalValue: IllegalValue: invalid condition 'temp': use KEY=VALUE, e.g. temp=12.5
-    """
-    key, sep, value = text.partition('=')
-    if not sep or not key.strip():
-        raise IllegalValue(f'invalid condition {text!r}: use KEY=VALUE, e.g. temp=12.5')
-    return key.strip(), parse_scalar(value)
-
-
-def _conditions(where) -> list[tuple[list[str], object]]:
-    """Turn ``where`` (a dict, or ``KEY=VALUE`` strings) into (key path, value) pairs."""
-    if not where:
-        return []
-    if isinstance(where, str):
-        where = [where]
-    items = where.items() if isinstance(where, dict) else (parse_condition(w) for w in where)
-    conditions = []
-    for key, value in items:
-        path = str(key).split('.')
-        if not all(path):
-            raise IllegalValue(f'invalid field {key!r}: use a name like temp or wind.speed')
-        conditions.append((path, value))
-    return conditions
-
-
-def _equal(stored, expected) -> bool:
-    # True must not match 1, nor 1 match True: JSON keeps them apart.
-    if isinstance(stored, bool) or isinstance(expected, bool):
-        return isinstance(stored, bool) and isinstance(expected, bool) and stored == expected
-    return stored == expected
-
-
-def _matches(record: dict, conditions) -> bool:
-    for path, expected in conditions:
-        value = record.get('data')
-        for part in path:
-            if not isinstance(value, dict) or part not in value:
-                return False
-            value = value[part]
-        if not _equal(value, expected):
-            return False
-    return True
-
-
-class PreparedRecord(NamedTuple):
-    """A record ready to store: its id, its date and its JSON line."""
-
-    id: str
-    date: str
-    text: str
-
-
-def _is_record(obj) -> bool:
-    return isinstance(obj, dict) and {'type', 'date', 'data'} <= obj.keys() <= _RECORD_KEYS
-
-
-def prepare_record(collection: str, obj, data_json: str | None = None) -> PreparedRecord:
-    """Wrap ``obj`` as a record of ``collection`` and serialize it, or raise.
-
-    A dict that already is a record (it has ``type``, ``date`` and ``data``
-    and nothing else but ``_id``) is not wrapped again: its id (if any), date
-    and data are kept and its type becomes ``collection``.
-
-    >>> import json
-    >>> prepared = prepare_record('weather', {'temp': 12.5})
-    >>> sorted(json.loads(prepared.text))
-    ['_id', 'data', 'date', 'type']
-    >>> again = prepare_record('weather', json.loads(prepared.text))
-    >>> again == prepared
-    True
-    >>> prepare_record('weather', {'when': object()})
-    Traceback (most recent call last):
-      ...
-    panoptes_cli.error.InvalidSerialization: InvalidSerialization: cannot store a weather record: cannot serialize 'data.when' to JSON: Object of type object is not JSON serializable
-
-    Args:
-        collection (str): The (valid) collection name.
-        obj: The data, or a record.
-        data_json (str, optional): ``obj`` as one line of JSON, when the
-            caller has it (read from NDJSON): it is stored as it is, which
-            saves encoding it again and keeps numbers exactly as written.
-
-    Raises:
-        panoptes_cli.error.InvalidSerialization: If the data cannot be written as JSON.
-        panoptes_cli.error.IllegalValue: If a record's ``_id`` or ``date`` is unusable.
-    """
-    if _is_record(obj):
-        obj_id = obj.get('_id')
-        if obj_id is None:
-            obj_id = new_id()
-        elif not isinstance(obj_id, str) or not obj_id:
-            raise IllegalValue(f'cannot store a {collection} record: _id must be a non-empty '
-                               f'string, not {obj_id!r}')
-        date = iso_date(obj['date'])
-        data = obj['data']
-        data_json = None
-    else:
-        obj_id = new_id()
-        date = utc_now().isoformat(timespec='milliseconds')
-        data = obj
-    if data_json is None:
-        try:
-            text = to_json({'_id': obj_id, 'type': collection, 'date': date, 'data': data})
-        except InvalidSerialization as err:
-            raise InvalidSerialization(f'cannot store a {collection} record: {err.msg}') from None
-    else:
-        # The same text to_json would write; names and dates need no escaping.
-        text = (f'{{"_id": {json.dumps(obj_id)}, "type": "{collection}", "date": "{date}", '
-                f'"data": {data_json}}}')
-    return PreparedRecord(obj_id, date, text)
-
-
-def record_date(record: dict) -> str:
-    """Return a stored record's date as a sortable string ('' if it has none)."""
-    date = record.get('date')
-    if isinstance(date, str) and _ISO_MS.match(date):
-        return date
-    try:
-        return iso_date(date)
-    except IllegalValue:
-        return ''
 
 
 class AbstractPanDB(metaclass=abc.ABCMeta):
@@ -514,7 +234,7 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
         validate_name(collection)
         since = None if since is None else parse_time_bound(since)
         until = None if until is None else parse_time_bound(until)
-        conditions = _conditions(where)
+        conditions = parse_where(where)
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise IllegalValue(f'invalid limit {limit!r}: use a whole number >= 0')
         if obj_id is not None:
@@ -541,7 +261,7 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
             date = record_date(record)
             if (since is not None and date < since) or (until is not None and date >= until):
                 return False
-        return _matches(record, conditions)
+        return matches(record, conditions)
 
     def _query(self, collection, since, until, conditions, limit, parse) -> Iterator[dict]:
         if limit == 0:
@@ -549,7 +269,7 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
         found = 0
         # Fields of data are compared here, the same way for every backend.
         for record in self._scan(collection, since, until, None if conditions else limit):
-            if conditions and not _matches(record, conditions):
+            if conditions and not matches(record, conditions):
                 continue
             yield deserialize_all_objects(record) if parse else record
             found += 1

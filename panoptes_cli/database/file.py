@@ -33,8 +33,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from operator import itemgetter
 
-from panoptes_cli.database.base import (
-    AbstractPanDB,
+from panoptes_cli.database.base import AbstractPanDB
+from panoptes_cli.database.records import (
     PreparedRecord,
     record_date,
     storage_root,

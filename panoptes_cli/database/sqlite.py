@@ -31,12 +31,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from panoptes_cli.database.base import (
-    AbstractPanDB,
-    DatabaseError,
-    storage_root,
-    validate_name,
-)
+from panoptes_cli.database.base import AbstractPanDB
+from panoptes_cli.database.records import storage_root, validate_name
+from panoptes_cli.error import DatabaseError
 
 _SCHEMA_VERSION = 1
 _SCHEMA = """

@@ -27,7 +27,8 @@ import re
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
 
-from panoptes_cli.database.base import AbstractPanDB, prepare_record, validate_name
+from panoptes_cli.database.base import AbstractPanDB
+from panoptes_cli.database.records import prepare_record, validate_name
 from panoptes_cli.error import InvalidDeserialization, PanError
 
 # Bytes asked of the input at a time; a read returns what is there, so this
