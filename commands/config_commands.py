@@ -147,7 +147,7 @@ def get(
     else:
         from panoptes_cli.config.client import get_config
 
-        text = get_config(key, host=host, port=port, parse=False, verbose=False)
+        text = get_config(key, host=host, port=port, parse=False, verbose=False, strict=True)
         if text is not None:
             _emit_server_json(text, raw=no_parse)
             return
@@ -165,7 +165,7 @@ def _value_from_file(config_file: str, key: str | None, parse: bool):
     if config_file == '-':
         config = helpers.parse_config_text(sys.stdin.read(), '<stdin>', parse=parse) or {}
     else:
-        config = helpers.load_config(config_file, parse=parse)
+        config = helpers.load_config(config_file, parse=parse, strict=True)
     return helpers.plain_config(helpers.lookup(config, key))
 
 
@@ -191,8 +191,8 @@ def set_value(
     """
     from panoptes_cli.config.client import set_config
 
-    _emit_server_json(set_config(key, _parse_value(value, as_json), host=host, port=port,
-                                 parse=False))
+    output.emit_json(set_config(key, _parse_value(value, as_json), host=host, port=port,
+                                parse=False, strict=True))
 
 
 @app.command()

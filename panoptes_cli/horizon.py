@@ -1,22 +1,39 @@
 """A local horizon: a default altitude plus obstructions given as alt/az points."""
 
+from numbers import Real
+
 from panoptes_cli.error import IllegalValue
+
+
+class BadHorizonPoint(IllegalValue, AssertionError):
+    """An obstruction or point that cannot describe a horizon.
+
+    Also an ``AssertionError``: panoptes-utils 0.2.29 checked these with ``assert``, so
+    callers written for it catch that.
+    """
 
 
 class Horizon:
     """The horizon line of a site, one altitude per whole degree of azimuth.
 
-    Each obstruction is a list of two or more ``[alt, az]`` points; between
-    neighbouring points the obstruction's altitude is interpolated linearly.
-    An azimuth between -360 and 0 has 360 added.
+    Each obstruction is a list of two or more ``[alt, az]`` points. Its points are taken
+    in azimuth order (as panoptes-utils 0.2.29 sorts them), from the smallest azimuth to
+    the largest, with the altitude interpolated linearly between neighbours; inside that
+    span the obstruction replaces the default altitude, even where it is lower. Where two
+    obstructions overlap, the higher one counts. An azimuth from -360 to 0 has 360 added;
+    an obstruction across north is given as two obstructions, one each side of 0.
 
     >>> horizon = Horizon(obstructions=[[[40, 30], [40, 75]], [[50, 180], [40, 200]]])
     >>> float(horizon.horizon_line[50]), float(horizon.horizon_line[190]), float(horizon.horizon_line[100])
     (40.0, 45.0, 30.0)
+    >>> float(Horizon(obstructions=[[[40, 75], [40, 30]]]).horizon_line[50])
+    40.0
+    >>> float(Horizon(obstructions=[[[10, 100], [10, 120]]]).horizon_line[110])
+    10.0
     >>> Horizon(obstructions=[[[95, 30], [40, 75]]])
     Traceback (most recent call last):
       ...
-    panoptes_cli.error.IllegalValue: IllegalValue: horizon point [95, 30]: altitude must be within 0 to 90 degrees
+    panoptes_cli.horizon.BadHorizonPoint: BadHorizonPoint: horizon point [95, 30]: altitude must be within 0 to 90 degrees
 
     Args:
         obstructions (list(list(list)), optional): The obstructions; default
@@ -28,29 +45,31 @@ class Horizon:
         import numpy as np
 
         self.obstructions = [self._check_obstruction(points) for points in (obstructions or [])]
-        self.default_horizon = float(default_horizon)
-        self.horizon_line = np.full(360, self.default_horizon)
-        azimuths = np.arange(360)
-        for points in self.obstructions:
-            for (alt0, az0), (alt1, az1) in zip(points, points[1:]):
-                span = (az1 - az0) % 360
-                covered = (azimuths - az0) % 360 <= span
-                fraction = ((azimuths - az0) % 360) / span if span else 0
-                line = alt0 + (alt1 - alt0) * fraction
-                self.horizon_line = np.where(covered, np.maximum(self.horizon_line, line), self.horizon_line)
+        self.default_horizon = default_horizon
+        self.alt = [[alt for alt, _ in points] for points in self.obstructions]
+        self.az = [[az for _, az in points] for points in self.obstructions]
+        self.horizon_line = np.full(360, float(default_horizon))
+        obstructed = np.full(360, -np.inf)
+        for alts, azs in zip(self.alt, self.az):
+            degrees = np.arange(np.ceil(azs[0]), np.floor(azs[-1]) + 1)
+            indices = degrees.astype(int) % 360
+            obstructed[indices] = np.maximum(obstructed[indices], np.interp(degrees, azs, alts))
+        self.horizon_line = np.where(np.isfinite(obstructed), obstructed, self.horizon_line)
 
     @staticmethod
     def _check_obstruction(points):
-        if len(points) < 2:
-            raise IllegalValue(f'horizon obstruction {points}: needs at least two [alt, az] points')
+        if not isinstance(points, (list, tuple)) or len(points) < 2:
+            raise BadHorizonPoint(f'horizon obstruction {points}: needs at least two [alt, az] points')
         checked = []
         for point in points:
-            if len(point) != 2:
-                raise IllegalValue(f'horizon point {point}: must be an [alt, az] pair')
+            if not isinstance(point, (list, tuple)) or len(point) != 2:
+                raise BadHorizonPoint(f'horizon point {point}: must be an [alt, az] pair')
+            if not all(isinstance(value, Real) and not isinstance(value, bool) for value in point):
+                raise BadHorizonPoint(f'horizon point {point}: altitude and azimuth must be numbers')
             alt, az = float(point[0]), float(point[1])
             if not 0 <= alt <= 90:
-                raise IllegalValue(f'horizon point {point}: altitude must be within 0 to 90 degrees')
-            if not -360 < az <= 360:
-                raise IllegalValue(f'horizon point {point}: azimuth must be within -360 to 360 degrees')
+                raise BadHorizonPoint(f'horizon point {point}: altitude must be within 0 to 90 degrees')
+            if not -360 <= az <= 360:
+                raise BadHorizonPoint(f'horizon point {point}: azimuth must be within -360 to 360 degrees')
             checked.append((alt, az + 360 if az < 0 else az))
-        return checked
+        return sorted(checked, key=lambda point: point[1])

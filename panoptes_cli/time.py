@@ -54,7 +54,7 @@ def current_time(flatten=False, datetime=False, pretty=False):
     >>> current_time()
     <Time object: scale='utc' format='iso' value=2000-01-01 00:00:01.000>
     >>> current_time(datetime=True)
-    datetime.datetime(2000, 1, 1, 0, 0, 2)
+    datetime.datetime(2000, 1, 1, 0, 0, 2, tzinfo=datetime.timezone.utc)
     >>> current_time(flatten=True)
     '20000101T000003'
     >>> del os.environ['POCSTIME']
@@ -63,7 +63,7 @@ def current_time(flatten=False, datetime=False, pretty=False):
 
     Args:
         flatten (bool): Return a string like ``19991231T235959`` instead.
-        datetime (bool): Return a ``datetime.datetime`` instead.
+        datetime (bool): Return a timezone-aware (UTC) ``datetime.datetime`` instead.
         pretty (bool): Return a string like ``1999-12-31 23:59:59`` instead.
 
     Returns:
@@ -80,7 +80,7 @@ def current_time(flatten=False, datetime=False, pretty=False):
     if flatten:
         return flatten_time(now)
     if datetime:
-        return now.datetime
+        return now.to_datetime(timezone=timezone.utc)
     if pretty:
         return now.isot.split('.')[0].replace('T', ' ')
     return now

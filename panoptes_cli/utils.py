@@ -5,15 +5,17 @@ import os
 import re
 import shutil
 import signal
+from urllib.parse import unquote
 
 from panoptes_cli.error import NotFound
 # Documented here by the manual; defined in a base module that time.py can import too.
 from panoptes_cli.quantities import get_quantity_value  # noqa: F401
 
-# PANOPTES paths look like .../PAN012/ee04d1/20190820T111638/20190820T122447.fits:
-# unit id, camera id, sequence start time, image time.
+# PANOPTES paths look like .../PAN012/ee04d1/20190820T111638/20190820T122447.fits (or with
+# '_' between the parts): unit id, camera id, sequence start time, image time. Any six
+# letters or digits make a camera id (0.2.29 took only hex-like ones; test frames use XXXXXX).
 _PATH_IDS = re.compile(
-    r'(?P<unit>PAN\w{3})/(?P<camera>\w{6})/(?P<sequence>\d{8}T\d{6})(?:/(?P<image>\d{8}T\d{6}))?')
+    r'(?P<unit>PAN\w{3})[/_](?P<camera>\w{6})[/_](?P<sequence>\d{8}T\d{6})[/_](?P<image>\d{8}T\d{6})')
 
 
 def listify(obj) -> list:
@@ -106,9 +108,11 @@ def image_id_from_path(path: str) -> str | None:
     >>> image_id_from_path(path)
     'PAN012_ee04d1_20190820T122447'
     >>> image_id_from_path('nothing/to/match')
+
+    URL-encoded paths (``PAN012%2Fee04d1%2F...``) are decoded first.
     """
-    match = _PATH_IDS.search(str(path))
-    if match is None or match['image'] is None:
+    match = _PATH_IDS.search(unquote(str(path)))
+    if match is None:
         return None
     return f"{match['unit']}_{match['camera']}_{match['image']}"
 
@@ -120,23 +124,29 @@ def sequence_id_from_path(path: str) -> str | None:
     >>> sequence_id_from_path(path)
     'PAN012_ee04d1_20190820T111638'
     >>> sequence_id_from_path('nothing/to/match')
+
+    The path must go down to an image, as for ``image_id_from_path``; URL-encoded paths
+    are decoded first.
     """
-    match = _PATH_IDS.search(str(path))
+    match = _PATH_IDS.search(unquote(str(path)))
     if match is None:
         return None
     return f"{match['unit']}_{match['camera']}_{match['sequence']}"
 
 
 def moving_average(data_set, periods: int = 3):
-    """Return the moving average of ``data_set`` over ``periods`` points.
+    """Return the moving average of ``data_set`` over ``periods`` points, one per input value.
+
+    The window is centred on each value; near the ends it runs past the data, which counts
+    as zeros there (numpy's ``convolve`` in 'same' mode, as panoptes-utils 0.2.29).
 
     >>> moving_average([1, 2, 3, 4, 5], periods=3)
-    array([2., 3., 4.])
+    array([1., 2., 3., 4., 3.])
     """
     import numpy as np
 
     weights = np.ones(periods) / periods
-    return np.convolve(np.asarray(data_set, dtype=float), weights, mode='valid')
+    return np.convolve(np.asarray(data_set, dtype=float), weights, mode='same')
 
 
 class DelaySigTerm(contextlib.ContextDecorator):

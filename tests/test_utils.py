@@ -39,6 +39,10 @@ def test_ids_from_real_image_id_layout():
     assert image_id_from_path(path) == 'PAN001_XXXXXX_20160909T081152'
     assert sequence_id_from_path(path) == 'PAN001_XXXXXX_20160909T080000'
     assert image_id_from_path('PAN001/XXXXXX/20160909T080000') is None
+    assert sequence_id_from_path('PAN001/XXXXXX/20160909T080000') is None  # as 0.2.29: needs an image
+    assert image_id_from_path('gs://b/PAN001%2FXXXXXX%2F20160909T080000%2F20160909T081152.fits') \
+        == 'PAN001_XXXXXX_20160909T081152'
+    assert image_id_from_path('PAN001_XXXXXX_20160909T080000_20160909T081152.fits') == 'PAN001_XXXXXX_20160909T081152'
 
 
 def test_listify_keeps_tuples_whole():
@@ -53,7 +57,7 @@ def test_string_to_params_double_quotes():
 
 def test_moving_average_matches_numpy():
     data = np.arange(10.0)
-    assert np.allclose(moving_average(data, periods=4), np.convolve(data, np.ones(4) / 4, 'valid'))
+    assert np.allclose(moving_average(data, periods=4), np.convolve(data, np.ones(4) / 4, 'same'))
 
 
 def test_altaz_to_radec_now_is_offline():
@@ -65,11 +69,29 @@ def test_altaz_to_radec_now_is_offline():
     assert coord.dec.deg == pytest.approx(19.54, abs=0.5)
 
 
-def test_horizon_wraps_through_north():
-    horizon = Horizon(obstructions=[[[45, 350], [45, 10]]], default_horizon=20)
+def test_horizon_across_north_is_two_obstructions():
+    horizon = Horizon(obstructions=[[[45, 350], [45, 360]], [[45, 0], [45, 10]]], default_horizon=20)
     assert horizon.horizon_line[0] == 45
     assert horizon.horizon_line[355] == 45
     assert horizon.horizon_line[180] == 20
+
+
+def test_horizon_points_are_taken_in_azimuth_order():
+    horizon = Horizon(obstructions=[[[40, 75], [40, 30]]])
+    assert horizon.horizon_line[29] == 30 and horizon.horizon_line[76] == 30
+    assert set(horizon.horizon_line[30:76]) == {40}
+
+
+def test_horizon_keeps_obstructions_lower_than_the_default():
+    horizon = Horizon(obstructions=[[[10, 100], [20, 110]]], default_horizon=30)
+    assert horizon.horizon_line[100] == 10 and horizon.horizon_line[105] == 15
+    assert horizon.horizon_line[111] == 30
+
+
+def test_horizon_bad_points_are_assertion_errors_as_in_0_2_29():
+    for bad in ([[[40, 30]]], [[[True, 30], [40, 40]]], [[['40', 30], [40, 40]]], [[[40, 400], [40, 40]]]):
+        with pytest.raises(AssertionError):
+            Horizon(obstructions=bad)
 
 
 def test_horizon_negative_azimuth():

@@ -7,8 +7,14 @@ The server's address comes from the ``host`` and ``port`` arguments, else the
 
 Each thread keeps one open (keep-alive) connection per server and reuses it,
 so a call costs a round trip on loopback rather than a TCP handshake. Calls
-time out after :data:`TIMEOUT` seconds instead of hanging, and a server that
-cannot be reached raises :class:`~panoptes_cli.error.BadConnection`.
+time out after :data:`TIMEOUT` seconds instead of hanging.
+
+A failed call (no server, an error answer) is treated two ways. By default, as
+panoptes-utils 0.2.29 did, ``get_config`` logs a warning and returns its
+``default`` and ``set_config`` logs a warning and returns None, so observatory
+code keeps running. With ``strict=True`` (what the ``panoptes`` commands use) the
+failure raises :class:`~panoptes_cli.error.BadConnection` or
+:class:`~panoptes_cli.error.InvalidConfig`.
 
 The client speaks HTTP with the standard library's ``http.client``: importing
 ``requests`` alone takes longer (about 90 ms) than a whole ``panoptes config get``
@@ -172,8 +178,14 @@ def _log(verbose: bool, message: str) -> None:
     module.logger.log('DEBUG' if verbose else 'TRACE', message)
 
 
+def _warn(message: str) -> None:
+    from panoptes_cli.logging import logger
+
+    logger.warning(message)
+
+
 def get_config(key=None, host=None, port=None, endpoint='get-config', parse=True, default=None,
-               verbose=True):
+               verbose=True, strict=False):
     """Get a config item from the config server.
 
     Return the config entry for the given key. If key=None (default), return
@@ -215,8 +227,11 @@ def get_config(key=None, host=None, port=None, endpoint='get-config', parse=True
     >>> get_config(key='foobar', default=42 * u.meter)
     <Quantity 42. m>
 
+    >>> # With no server, a warning is logged and the default comes back, unless strict.
     >>> server.terminate(); server.join()
-    >>> get_config(key='name')
+    >>> get_config(key='name', default='PAN000')
+    'PAN000'
+    >>> get_config(key='name', strict=True)
     Traceback (most recent call last):
       ...
     panoptes_cli.error.BadConnection: BadConnection: config server at http://127.0.0.1:...: connection refused; start it with 'panoptes config run'
@@ -224,9 +239,7 @@ def get_config(key=None, host=None, port=None, endpoint='get-config', parse=True
 
     Notes:
         Calls log at the *trace* level, or *debug* with ``verbose=True``.
-        A key whose value is ``null`` counts as missing. The manual returned
-        ``None`` when the server could not be reached, hiding the failure;
-        this raises, as the manual's Raises section says.
+        A key whose value is ``null`` counts as missing.
 
     Args:
         key (str): The key to get, see Examples; None for the whole config.
@@ -241,17 +254,25 @@ def get_config(key=None, host=None, port=None, endpoint='get-config', parse=True
             the JSON text is returned.
         default (optional): What to return if the key is missing, default None.
         verbose (bool, optional): Log at debug rather than trace level, default True.
+        strict (bool, optional): Raise when the server cannot be reached or refuses
+            the request, instead of logging a warning and returning ``default``.
 
     Returns:
         The config entry.
 
     Raises:
-        BadConnection: If the config server cannot be reached or fails.
-        InvalidConfig: If the server rejects the key (e.g. ``a..b``).
+        BadConnection: With ``strict``, if the config server cannot be reached or fails.
+        InvalidConfig: With ``strict``, if the server rejects the key (e.g. ``a..b``).
     """
-    host, port = server_address(host, port)
-    body = json.dumps({'key': key}).encode()
-    text = _post(host, port, '/' + endpoint.lstrip('/'), body)
+    try:
+        host, port = server_address(host, port)
+        body = json.dumps({'key': key}).encode()
+        text = _post(host, port, '/' + endpoint.lstrip('/'), body)
+    except PanError as err:
+        if strict:
+            raise
+        _warn(f'get_config({key!r}) returns its default {default!r}: {err.msg}')
+        return default
     _log(verbose, f'Config server {config_url(host, port)}: {key!r} = {text[:80]}')
     if text == 'null':
         return default
@@ -262,7 +283,7 @@ def get_config(key=None, host=None, port=None, endpoint='get-config', parse=True
     return from_json(text)
 
 
-def set_config(key, new_value, host=None, port=None, parse=True):
+def set_config(key, new_value, host=None, port=None, parse=True, strict=False):
     """Set config item in config server.
 
     Given a ``key`` entry, update the config to match. The ``key`` is a dotted
@@ -291,10 +312,18 @@ def set_config(key, new_value, host=None, port=None, parse=True):
     >>> set_config('location.horizon', '30 deg')
     {'location.horizon': <Quantity 30. deg>}
 
-    >>> set_config('cameras.devices[5].model', 'zwo')
+    >>> # Without parsing, the answer is plain JSON values.
+    >>> set_config('location.horizon', 45 * u.degree, parse=False)
+    {'location.horizon': '45.0 deg'}
+
+    >>> set_config('cameras.devices[5].model', 'zwo', strict=True)
     Traceback (most recent call last):
       ...
     panoptes_cli.error.InvalidConfig: InvalidConfig: config server at http://127.0.0.1:...: cannot set cameras.devices[5].model: list index 5 is out of range, cameras.devices has 2 item(s)
+
+    >>> # Without strict, a failure logs a warning and gives None.
+    >>> set_config('cameras.devices[5].model', 'zwo') is None
+    True
 
     >>> server.terminate(); server.join()
     >>> del os.environ['PANOPTES_CONFIG_HOST'], os.environ['PANOPTES_CONFIG_PORT']
@@ -306,24 +335,32 @@ def set_config(key, new_value, host=None, port=None, parse=True):
             PANOPTES_CONFIG_HOST env var, defaults to 'localhost'.
         port (str or int, optional): The config server port. First checks for
             PANOPTES_CONFIG_PORT env var, defaults to 6563.
-        parse (bool, optional): If response should be parsed by
-            :func:`panoptes_cli.serializers.from_json`, default True. With False,
-            the JSON text is returned.
+        parse (bool, optional): Turn the answer's values back into Python objects
+            (Quantities, dates) with :func:`panoptes_cli.serializers.from_json`,
+            default True. With False, the values stay as plain JSON gives them.
+        strict (bool, optional): Raise when the server cannot be reached or refuses
+            the value, instead of logging a warning and returning None.
 
     Returns:
-        dict: What was set, ``{key: value}``.
+        dict: What was set, ``{key: value}``; None after a failure without ``strict``.
 
     Raises:
-        BadConnection: If the config server cannot be reached or fails.
-        InvalidConfig: If the server rejects the key or value.
+        BadConnection: With ``strict``, if the config server cannot be reached or fails.
+        InvalidConfig: With ``strict``, if the server rejects the key or value.
     """
     from panoptes_cli.serializers import to_json
 
-    host, port = server_address(host, port)
-    text = _post(host, port, '/set-config', to_json({key: new_value}).encode())
+    try:
+        host, port = server_address(host, port)
+        text = _post(host, port, '/set-config', to_json({key: new_value}).encode())
+    except PanError as err:
+        if strict:
+            raise
+        _warn(f'set_config({key!r}) changed nothing: {err.msg}')
+        return None
     _log(True, f'Config server {config_url(host, port)}: set {text[:80]}')
     if not parse:
-        return text
+        return json.loads(text)
     from panoptes_cli.serializers import from_json
 
     return from_json(text)
@@ -332,7 +369,7 @@ def set_config(key, new_value, host=None, port=None, parse=True):
 def server_is_running(host=None, port=None) -> bool:
     """Thin-wrapper to check server: True if a config server answers its heartbeat."""
     try:
-        return get_config(endpoint='heartbeat', host=host, port=port, verbose=False) is True
+        return get_config(endpoint='heartbeat', host=host, port=port, verbose=False, strict=True) is True
     except PanError:
         return False
 

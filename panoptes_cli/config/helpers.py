@@ -135,7 +135,8 @@ def deep_merge(base: dict, override: dict) -> dict:
     return base
 
 
-def load_config(config_files=None, parse: bool = True, load_local: bool = True) -> dict:
+def load_config(config_files=None, parse: bool = True, load_local: bool = True,
+                strict: bool = False) -> dict:
     """Load configuration information.
 
     ``config_files`` (a path or a list of paths) are loaded in order, each
@@ -148,9 +149,11 @@ def load_config(config_files=None, parse: bool = True, load_local: bool = True) 
     config bundled with the package (the manual's ``$PANDIR/conf_files/pocs.yaml``
     default is reached by setting ``PANOPTES_CONFIG_FILE``).
 
-    A listed file that is missing, or any file that is not valid YAML, raises
-    :class:`~panoptes_cli.error.InvalidConfig` naming the file and line (the
-    manual skipped missing files silently, so a server could start empty).
+    A file that is missing or not valid YAML is skipped with a warning through the
+    logger, as panoptes-utils 0.2.29 did (its ``_local`` file is still merged if it
+    is there). With ``strict=True`` (the config server and ``panoptes config get
+    --file`` use it) such a file raises :class:`~panoptes_cli.error.InvalidConfig`
+    naming the file and line instead, so a server never starts on half a config.
 
     >>> config = load_config(default_config_file(), load_local=False)
     >>> config['name'], config['location']['horizon']
@@ -158,6 +161,8 @@ def load_config(config_files=None, parse: bool = True, load_local: bool = True) 
     >>> load_config(default_config_file(), parse=False, load_local=False)['location']['horizon']
     '30 deg'
     >>> load_config('/nonexistent/pocs.yaml')
+    {}
+    >>> load_config('/nonexistent/pocs.yaml', strict=True)
     Traceback (most recent call last):
       ...
     panoptes_cli.error.InvalidConfig: InvalidConfig: /nonexistent/pocs.yaml: no such config file
@@ -167,6 +172,8 @@ def load_config(config_files=None, parse: bool = True, load_local: bool = True) 
         parse (bool, optional): Turn values such as ``30 deg`` and ISO dates into
             Quantities and datetimes, default True.
         load_local (bool, optional): Merge each file's ``<stem>_local.yaml``, default True.
+        strict (bool, optional): Raise on a missing or invalid file instead of
+            skipping it with a warning, default False.
 
     Returns:
         dict: The merged config, a ruamel ``CommentedMap`` that keeps the first file's comments.
@@ -178,15 +185,27 @@ def load_config(config_files=None, parse: bool = True, load_local: bool = True) 
     elif isinstance(config_files, (str, os.PathLike)):
         config_files = [config_files]
 
+    def read(path: Path, main: bool):
+        try:
+            layer = _read_config_file(path, parse)
+            if layer is None and main:
+                raise InvalidConfig(f'{path}: the file holds no settings')
+            return layer
+        except InvalidConfig as err:
+            if strict:
+                raise
+            from panoptes_cli.logging import logger
+
+            logger.warning(f'load_config skips {err.msg}')
+            return None
+
     config = None
     for name in config_files:
         path = Path(name).expanduser()
-        layers = [_read_config_file(path, parse)]
-        if layers[0] is None:
-            raise InvalidConfig(f'{path}: the file holds no settings')
+        layers = [read(path, main=True)]
         local_path = local_config_path(path)
         if load_local and local_path != path and local_path.exists():
-            layers.append(_read_config_file(local_path, parse))
+            layers.append(read(local_path, main=False))
         for layer in layers:
             if layer is None:
                 continue
@@ -202,6 +221,7 @@ def save_config(path, config: dict, overwrite: bool = True) -> bool:
 
     ``path`` is the config file (``pocs.yaml``); the config goes to its
     ``<stem>_local.yaml`` (``pocs_local.yaml``), so the defaults stay intact.
+    Missing parent directories are created.
     The write is atomic (temporary file, fsync, rename): a crash leaves the old
     file or the new one, never half of one. Comments are kept when ``config``
     came from :func:`load_config`.
@@ -211,6 +231,8 @@ def save_config(path, config: dict, overwrite: bool = True) -> bool:
     >>> config = load_config(default_config_file(), load_local=False)
     >>> config['location']['horizon'] = '45 deg'
     >>> save_config(directory / 'pocs.yaml', config)
+    True
+    >>> save_config(directory / 'new' / 'pocs.yaml', config)
     True
     >>> load_config(directory / 'pocs_local.yaml')['location']['horizon']
     <Quantity 45. deg>
@@ -235,6 +257,7 @@ def save_config(path, config: dict, overwrite: bool = True) -> bool:
     target = local_config_path(Path(path).expanduser())
     if not overwrite and target.exists():
         raise FileExistsError(errno.EEXIST, 'local config exists and overwrite=False', str(target))
+    target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, to_yaml(config))
     return True
 

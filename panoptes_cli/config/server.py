@@ -133,7 +133,8 @@ class ConfigStore:
         self._config = self._load(load_local)
 
     def _load(self, load_local: bool) -> dict:
-        return plain_config(load_config(self.config_files, parse=True, load_local=load_local))
+        return plain_config(load_config(self.config_files, parse=True, load_local=load_local,
+                                        strict=True))
 
     def get_json(self, key=None) -> str:
         """Return the value at ``key`` (None: the whole config) as JSON; ``null`` if missing."""

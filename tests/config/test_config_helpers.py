@@ -75,7 +75,18 @@ def test_files_load_in_order_each_followed_by_its_local(tmp_path):
 
 def test_missing_file_names_it(tmp_path):
     with pytest.raises(InvalidConfig, match=r'missing\.yaml: no such config file'):
-        load_config([tmp_path / 'missing.yaml'])
+        load_config([tmp_path / 'missing.yaml'], strict=True)
+
+
+def test_api_skips_missing_and_invalid_files_with_a_warning_as_0_2_29(tmp_path, logged_warnings):
+    write(tmp_path / 'pocs_local.yaml', 'name: Local Unit\n')
+    write(tmp_path / 'broken.yaml', 'a: [1\n')
+    write(tmp_path / 'other.yaml', 'b: 2\n')
+    config = load_config([tmp_path / 'pocs.yaml', tmp_path / 'broken.yaml', tmp_path / 'other.yaml'])
+    assert dict(config) == {'name': 'Local Unit', 'b': 2}
+    assert len(logged_warnings) == 2
+    assert 'pocs.yaml: no such config file' in logged_warnings[0]
+    assert 'broken.yaml: invalid YAML' in logged_warnings[1]
 
 
 def test_invalid_yaml_names_file_and_line(config_file):
@@ -83,7 +94,7 @@ def test_invalid_yaml_names_file_and_line(config_file):
     lines[20] = '  horizon: 30 deg: oops'
     write(config_file, '\n'.join(lines) + '\n')
     with pytest.raises(InvalidConfig) as info:
-        load_config(config_file)
+        load_config(config_file, strict=True)
     assert str(config_file) in info.value.msg
     assert 'invalid YAML at line 21, column 18: mapping values are not allowed here' in info.value.msg
 
@@ -91,13 +102,13 @@ def test_invalid_yaml_names_file_and_line(config_file):
 def test_invalid_local_file_names_the_local_file(config_file):
     local = write(config_file.with_name('testing_local.yaml'), 'location:\n\thorizon: 45 deg\n')
     with pytest.raises(InvalidConfig, match=rf'{local}: invalid YAML at line 2'):
-        load_config(config_file)
+        load_config(config_file, strict=True)
 
 
 def test_duplicate_keys_are_an_error(tmp_path):
     path = write(tmp_path / 'dup.yaml', 'name: a\nname: b\n')
     with pytest.raises(InvalidConfig, match=r'dup\.yaml: invalid YAML at line 2'):
-        load_config(path)
+        load_config(path, strict=True)
 
 
 @pytest.mark.parametrize('text, why', [
@@ -109,7 +120,7 @@ def test_duplicate_keys_are_an_error(tmp_path):
 def test_config_must_be_a_mapping(tmp_path, text, why):
     path = write(tmp_path / 'odd.yaml', text)
     with pytest.raises(InvalidConfig, match=why):
-        load_config(path)
+        load_config(path, strict=True)
 
 
 def test_empty_local_file_is_fine(config_file):
@@ -121,9 +132,9 @@ def test_unreadable_files_are_invalid_config(tmp_path):
     binary = tmp_path / 'binary.yaml'
     binary.write_bytes(b'\xff\xfe\x00name')
     with pytest.raises(InvalidConfig, match='not a YAML text file'):
-        load_config(binary)
+        load_config(binary, strict=True)
     with pytest.raises(InvalidConfig, match='cannot read'):
-        load_config(tmp_path)
+        load_config(tmp_path, strict=True)
 
 
 def test_yaml_tags_never_run_code(tmp_path):
@@ -155,7 +166,7 @@ def test_default_config_file_and_bundled_config(monkeypatch, config_file):
 def test_unset_file_from_environment_is_an_error(tmp_path):
     # conftest points PANOPTES_CONFIG_FILE at a file that does not exist.
     with pytest.raises(InvalidConfig, match='no-config-file.yaml: no such config file'):
-        load_config()
+        load_config(strict=True)
 
 
 # --- save_config ------------------------------------------------------------------------

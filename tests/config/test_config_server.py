@@ -55,7 +55,7 @@ def test_manual_examples(server):
     assert get_config('location.horizon') == 45 * u.deg
     assert get_config('location')['horizon'] == 45 * u.deg
     assert set_config('location.horizon', '35 deg') == {'location.horizon': 35 * u.deg}
-    assert set_config('location.horizon', '30 deg', parse=False) == '{"location.horizon": "30 deg"}'
+    assert set_config('location.horizon', '30 deg', parse=False) == {'location.horizon': '30 deg'}
 
 
 def test_whole_config_matches_the_file(server, config_file):
@@ -164,11 +164,18 @@ def test_a_multi_key_set_is_all_or_nothing(server):
 def test_client_errors_for_rejected_requests(server):
     with pytest.raises(InvalidConfig, match=r'config server at http://127\.0\.0\.1:\d+: '
                                             r'cannot set name\.x: name is a str'):
-        set_config('name.x', 1)
+        set_config('name.x', 1, strict=True)
     with pytest.raises(InvalidConfig, match="bad config key 'a..b'"):
-        get_config('a..b')
+        get_config('a..b', strict=True)
     with pytest.raises(BadConnection, match='HTTP 404'):
-        get_config('name', endpoint='no-such-endpoint')
+        get_config('name', endpoint='no-such-endpoint', strict=True)
+
+
+def test_api_logs_rejected_requests_and_returns_as_0_2_29(server, logged_warnings):
+    assert set_config('name.x', 1) is None
+    assert get_config('a..b', default='fallback') == 'fallback'
+    assert "set_config('name.x') changed nothing: config server at" in logged_warnings[0]
+    assert "get_config('a..b') returns its default 'fallback'" in logged_warnings[1]
 
 
 # --- Local files: override, save, reset -------------------------------------------------
@@ -201,7 +208,7 @@ def test_a_failed_save_is_reported(start_server, config_file):
     config_file.with_name('testing_local.yaml').mkdir()
     with pytest.raises(BadConnection, match=r'HTTP 500: location\.horizon set in the running server '
                                             r'but not saved to .*testing_local\.yaml: Is a directory'):
-        set_config('location.horizon', 45 * u.deg)
+        set_config('location.horizon', 45 * u.deg, strict=True)
     assert server_is_running()
     assert not [name for name in os.listdir(config_file.parent) if name.endswith('.tmp')]
 
@@ -255,7 +262,7 @@ def test_kill_9_loses_nothing_that_was_acknowledged(start_server, config_file):
             if stop.is_set():
                 return
             try:
-                set_config(f'survivors.k{index}', index)
+                set_config(f'survivors.k{index}', index, strict=True)
             except BadConnection:
                 return
             acknowledged[f'survivors.k{index}'] = index
@@ -423,15 +430,19 @@ def test_server_address_precedence(monkeypatch, tmp_path):
         client.server_address()
 
 
-def test_unreachable_server(monkeypatch):
+def test_unreachable_server(monkeypatch, logged_warnings):
     port = os.environ['PANOPTES_CONFIG_PORT']
     with pytest.raises(BadConnection) as info:
-        get_config('name')
+        get_config('name', strict=True)
     assert info.value.msg == (f"config server at http://127.0.0.1:{port}: connection refused; "
                               "start it with 'panoptes config run'")
     with pytest.raises(BadConnection, match='connection refused'):
-        set_config('name', 'x')
+        set_config('name', 'x', strict=True)
     assert server_is_running() is False
+    # The Python API, as 0.2.29's: a warning, then the default (get) or None (set).
+    assert get_config('name', default='PAN000') == 'PAN000'
+    assert set_config('name', 'x') is None
+    assert len(logged_warnings) == 2 and all('connection refused' in m for m in logged_warnings)
 
 
 def test_calls_time_out_instead_of_hanging(monkeypatch):
@@ -442,7 +453,7 @@ def test_calls_time_out_instead_of_hanging(monkeypatch):
         port = silent.getsockname()[1]
         started = time.monotonic()
         with pytest.raises(BadConnection, match='no answer within 0.5 s'):
-            get_config('name', port=port)
+            get_config('name', port=port, strict=True)
         assert time.monotonic() - started < 5
 
 

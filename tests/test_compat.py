@@ -1,0 +1,155 @@
+"""Side by side with panoptes-utils 0.2.29: what a caller of the old API can observe.
+
+Each case is a small snippet written once against a module prefix ``P``. It runs here
+against ``panoptes_cli`` and is checked against the documented value; the same snippet
+runs in the 0.2.29 baseline venv (``$PANOPTES_BASELINE_VENV``, default
+``/tmp/baseline-venv``) in one subprocess, and our result must match that one too. Where
+the baseline is not installed, that half is skipped with the reason.
+
+A snippet sets ``result`` to something JSON can hold. ``raised(call)`` gives the builtin
+exception classes the call's error derives from. Cases whose name starts with "raises"
+hold lists of those: ours must include every class 0.2.29 raised (and the documented
+ones), so every ``except`` a 0.2.29 caller wrote still catches our error, which may
+also be a PanError and more.
+"""
+
+import json
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+
+BASELINE_VENV = Path(os.environ.get('PANOPTES_BASELINE_VENV', '/tmp/baseline-venv'))
+BASELINE_PYTHON = BASELINE_VENV / 'bin' / 'python'
+
+PRELUDE = '''
+import builtins, importlib, json, os, sys, tempfile
+from pathlib import Path
+
+def module(name):
+    return importlib.import_module(P + '.' + name if name else P)
+
+def raised(call):
+    try:
+        call()
+    except Exception as err:
+        return sorted(cls.__name__ for cls in type(err).__mro__
+                      if getattr(builtins, cls.__name__, None) is cls and cls not in (BaseException, Exception, object))
+    return None
+'''
+
+# name -> (snippet, documented result). ``FREE_PORT`` is replaced by a port nothing listens on.
+CASES = {
+    'horizon points are sorted by azimuth': ('''
+        Horizon = module('horizon').Horizon
+        line = Horizon(obstructions=[[[40, 75], [40, 30]]]).horizon_line
+        result = [round(float(line[az]), 6) for az in (29, 30, 50, 75, 76)]
+    ''', [30.0, 40.0, 40.0, 40.0, 30.0]),
+    'horizon keeps obstructions below the default': ('''
+        Horizon = module('horizon').Horizon
+        line = Horizon(obstructions=[[[10, 100], [20, 110]]], default_horizon=30).horizon_line
+        result = [round(float(line[az]), 6) for az in (99, 100, 105, 110, 111)]
+    ''', [30.0, 10.0, 15.0, 20.0, 30.0]),
+    'raises: horizon bad points, AssertionError': ('''
+        Horizon = module('horizon').Horizon
+        result = [raised(lambda: Horizon(obstructions=bad))
+                  for bad in ([[[40, 30]]], [[[95, 30], [40, 75]]], [[[True, 30], [40, 75]]])]
+    ''', [['AssertionError']] * 3),
+    'moving_average gives one value per input': ('''
+        values = module('utils').moving_average([1, 2, 3, 4, 5, 6], periods=3)
+        result = [round(float(v), 6) for v in values]
+    ''', [1.0, 2.0, 3.0, 4.0, 5.0, 3.666667]),
+    'ids from URL-encoded paths': ('''
+        utils = module('utils')
+        path = 'gs://bucket/PAN012%2Fee04d1%2F20190820T111638%2F20190820T122447.fits'
+        result = [utils.image_id_from_path(path), utils.sequence_id_from_path(path),
+                  utils.image_id_from_path('PAN012_ee04d1_20190820T111638_20190820T122447.fits'),
+                  utils.sequence_id_from_path('PAN012/ee04d1/20190820T111638')]
+    ''', ['PAN012_ee04d1_20190820T122447', 'PAN012_ee04d1_20190820T111638',
+          'PAN012_ee04d1_20190820T122447', None]),
+    'current_time(datetime=True) is timezone-aware UTC': ('''
+        now = module('time').current_time(datetime=True)
+        result = [type(now).__name__, str(now.tzinfo), now.utcoffset().total_seconds()]
+    ''', ['datetime', 'UTC', 0.0]),
+    'get_config with no server returns the default': ('''
+        client = module('config.client')
+        result = client.get_config('name', host='127.0.0.1', port=FREE_PORT, default='PAN000')
+    ''', 'PAN000'),
+    'set_config with no server returns None': ('''
+        client = module('config.client')
+        result = client.set_config('name', 'x', host='127.0.0.1', port=FREE_PORT)
+    ''', None),
+    'load_config of a missing file loads its _local file': ('''
+        helpers = module('config.helpers')
+        where = Path(tempfile.mkdtemp())
+        (where / 'pocs_local.yaml').write_text('name: Local Unit\\n')
+        result = dict(helpers.load_config([str(where / 'pocs.yaml')]))
+    ''', {'name': 'Local Unit'}),
+    'save_config creates missing directories': ('''
+        helpers = module('config.helpers')
+        where = Path(tempfile.mkdtemp()) / 'new' / 'conf_files'
+        saved = helpers.save_config(str(where / 'pocs.yaml'), {'name': 'Saved'})
+        result = [saved, sorted(p.name for p in where.iterdir())]
+    ''', [True, ['pocs_local.yaml']]),
+}
+
+
+def _program(snippets: dict, prefix: str, port: int) -> str:
+    """One script running every snippet and printing ``{name: result or error}`` as JSON."""
+    parts = [f'P = {prefix!r}', PRELUDE, 'results = {}']
+    for name, code in snippets.items():
+        body = textwrap.indent(textwrap.dedent(code).replace('FREE_PORT', str(port)), '    ')
+        parts.append(f'try:\n{body}\n    results[{name!r}] = result\n'
+                     f'except Exception as err:\n    results[{name!r}] = {{"error": repr(err)}}')
+    parts.append('sys.stdout.write("\\n" + json.dumps(results) + "\\n")')
+    return '\n'.join(parts)
+
+
+def _run(python: str, snippets: dict, prefix: str, env: dict | None = None) -> dict:
+    done = subprocess.run([python, '-c', _program(snippets, prefix, free_port())], capture_output=True,
+                          text=True, timeout=300, env=env, cwd='/')
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.fixture(scope='module')
+def ours(tmp_path_factory):
+    import sys
+
+    env = dict(os.environ, PANOPTES_CONFIG_FILE=str(tmp_path_factory.mktemp('conf') / 'none.yaml'))
+    return _run(sys.executable, {name: code for name, (code, _) in CASES.items()}, 'panoptes_cli', env)
+
+
+@pytest.fixture(scope='module')
+def baseline(tmp_path_factory):
+    if not BASELINE_PYTHON.exists():
+        pytest.skip(f'panoptes-utils 0.2.29 is not installed at {BASELINE_VENV} '
+                    '(set PANOPTES_BASELINE_VENV to compare side by side)')
+    env = {'PATH': os.environ['PATH'], 'HOME': str(tmp_path_factory.mktemp('home')),
+           'PANDIR': str(tmp_path_factory.mktemp('pandir'))}
+    return _run(str(BASELINE_PYTHON), {name: code for name, (code, _) in CASES.items()}, 'panoptes.utils', env)
+
+
+def _check(name: str, got, expected) -> None:
+    if not name.startswith('raises'):
+        assert got == expected
+        return
+    assert isinstance(got, list) and len(got) == len(expected), got
+    for position, (ours_classes, their_classes) in enumerate(zip(got, expected)):
+        assert their_classes is not None, f'item {position}: 0.2.29 raised nothing here'
+        assert ours_classes is not None, f'item {position}: nothing raised, expected {their_classes}'
+        assert set(their_classes) <= set(ours_classes), f'item {position}'
+
+
+@pytest.mark.parametrize('name', CASES)
+def test_documented_value(ours, name):
+    _check(name, ours[name], CASES[name][1])
+
+
+@pytest.mark.parametrize('name', CASES)
+def test_same_as_0_2_29(ours, baseline, name):
+    _check(name, ours[name], baseline[name])
