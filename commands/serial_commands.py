@@ -165,8 +165,9 @@ def simulate(
       panoptes serial simulate --pty --link /tmp/ttyTELEMETRY &
       panoptes serial listen /tmp/ttyTELEMETRY
     """
-    from panoptes_cli.serial_handlers.protocol_arduinosimulator import (
-        BAUDRATE, PtyBoard, SimulatedBoard)
+    from panoptes_cli.serial_handlers.arduino_board import BAUDRATE
+    from panoptes_cli.serial_handlers.board_runner import SimulatedBoard
+    from panoptes_cli.serial_handlers.pty_board import PtyBoard
 
     if link is not None and not pty:
         raise typer.BadParameter('--link needs --pty', param_hint='--link')
