@@ -29,17 +29,10 @@ def _parse_value(text: str, as_json: bool):
             return json.loads(text)
         except ValueError as err:
             raise typer.BadParameter(f'not valid JSON: {err}') from None
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    from panoptes_cli.serializers import parse_typed_value
 
-    try:
-        value = YAML(typ='safe', pure=True).load(text)
-    except YAMLError:
-        return text
     # Only [..] and {..} make lists and mappings: 'Unit: PAN001' stays a string.
-    if isinstance(value, (dict, list)) and not text.lstrip().startswith(('[', '{')):
-        return text
-    return value
+    return parse_typed_value(text, containers=True)
 
 
 def _emit_server_json(text: str, raw: bool = False) -> None:

@@ -11,9 +11,13 @@ FILES_HELP = 'FITS files; a lone "-" reads the names from stdin, one a line.'
 
 
 def _extension(value: str | None):
+    """Read --ext: an HDU number, else an EXTNAME."""
     if value is None:
         return None
-    return int(value) if value.lstrip('-').isdigit() else value
+    from panoptes_cli.serializers import parse_typed_value
+
+    number = parse_typed_value(value)
+    return number if isinstance(number, int) and not isinstance(number, bool) else value
 
 
 @app.command()

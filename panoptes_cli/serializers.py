@@ -321,6 +321,62 @@ def from_json(msg: str):
     return deserialize_all_objects(loaded)
 
 
+# Text YAML would read as more than a plain scalar: a comment, an anchor, an
+# alias, a tag, a block scalar or sequence, a directive, a mapping ("a: b").
+_NOT_PLAIN = re.compile(r'^[#&*!|>%@`]|^[-?:](\s|$)|:(\s|$)|\s#')
+
+
+def _reject_json_constant(name: str):
+    raise ValueError(f'{name} is not a JSON number')
+
+
+def parse_typed_value(text: str, containers: bool = False):
+    """Read a value a user typed (a command-line argument, a query) as a YAML value.
+
+    This is the one reader of typed values: ``config set``, ``config get
+    --default``, ``db find --where`` and ``fits header --ext`` all use it.
+    Numbers, ``true``/``false`` and ``null``/``~`` become what YAML makes of
+    them; quotes keep a string a string. Anything else stays the text typed,
+    as do dates (records and configs hold them as text) and text YAML would
+    read as a comment, a mapping or a reference (``note=#3`` is ``'#3'``).
+    With ``containers``, text that starts with ``[`` or ``{`` is a list or a
+    mapping.
+
+    >>> [parse_typed_value(v) for v in ('12.5', '3', '.5', 'true', 'False', 'null', '~', '')]
+    [12.5, 3, 0.5, True, False, None, None, None]
+    >>> [parse_typed_value(v) for v in ('dry', '"12.5"', '37 deg', '2024-05-01', '#3', 'a: b')]
+    ['dry', '12.5', '37 deg', '2024-05-01', '#3', 'a: b']
+    >>> parse_typed_value('[1, 2]'), parse_typed_value('[1, 2]', containers=True)
+    ('[1, 2]', [1, 2])
+    >>> parse_typed_value('.5', containers=True), parse_typed_value('dry', containers=True)
+    (0.5, 'dry')
+    >>> parse_typed_value('{site: MLO, elevation: 3397}', containers=True)
+    {'site': 'MLO', 'elevation': 3397}
+    """
+    stripped = text.strip()
+    try:
+        # JSON's scalars mean the same in YAML and need no YAML parser: the fast path.
+        value = json.loads(stripped, parse_constant=_reject_json_constant)
+    except ValueError:
+        pass
+    else:
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+    is_container = stripped.startswith(('[', '{'))
+    if (is_container and not containers) or (not is_container and _NOT_PLAIN.search(stripped)):
+        return text
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        value = YAML(typ='safe', pure=True).load(stripped)
+    except YAMLError:
+        return text
+    if isinstance(value, (_date, list, dict)) and not is_container:
+        return text
+    return value
+
+
 def _round_trip_yaml():
     yaml = _string_yaml_class()(typ='rt')
     yaml.preserve_quotes = False

@@ -9,27 +9,17 @@ True
 False
 """
 
-import json
-
 from panoptes_cli.error import IllegalValue
+from panoptes_cli.serializers import parse_typed_value
 
 
 def parse_scalar(text: str):
-    """Read a ``--where`` value as JSON or YAML reads a scalar; anything else stays a string.
+    """Read a ``--where`` value as :func:`~panoptes_cli.serializers.parse_typed_value` does.
 
     >>> [parse_scalar(v) for v in ('12.5', '3', 'true', 'False', 'null', '~', 'dry', '"12.5"')]
     [12.5, 3, True, False, None, None, 'dry', '12.5']
     """
-    lowered = text.strip().lower()
-    if lowered in ('true', 'false'):
-        return lowered == 'true'
-    if lowered in ('null', '~', ''):
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if value is None or isinstance(value, (bool, int, float, str)) else text
+    return parse_typed_value(text)
 
 
 def parse_condition(text: str) -> tuple[str, object]:
