@@ -68,8 +68,8 @@ def convert(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from panoptes_cli.images import find_program
-    from panoptes_cli.images.cr2 import convert as convert_cr2
+    from panoptes_cli.images.conversion import convert as convert_cr2
+    from panoptes_cli.programs import find_program
 
     paths = output.read_paths(files)
     for program in _PROGRAMS[to.value] + (['dcraw'] if decoder is Decoder.dcraw else []):

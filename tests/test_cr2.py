@@ -8,7 +8,7 @@ import pytest
 
 from conftest import require_program
 from panoptes_cli.error import IllegalValue, InvalidSystemCommand
-from panoptes_cli.images import cr2
+from panoptes_cli.images import conversion, cr2
 from panoptes_cli.images.fits import getdata, getheader
 
 SYNTHETIC = 'cr2/synthetic.cr2'
@@ -241,7 +241,7 @@ def test_convert_to_each_format_into_a_directory(data_copy, tmp_path, to):
     path = data_copy(SYNTHETIC)
     out_dir = tmp_path / 'out'
     out_dir.mkdir()
-    result = cr2.convert(path, to=to, output_dir=out_dir, remove_cr2=True)
+    result = conversion.convert(path, to=to, output_dir=out_dir, remove_cr2=True)
     assert result == str(out_dir / f'synthetic.{to}')
     assert os.path.getsize(result) > 0
     assert not path.exists()
@@ -251,9 +251,9 @@ def test_convert_refuses_before_working(data_copy, tmp_path):
     path = data_copy(SYNTHETIC)
     (tmp_path / 'synthetic.jpg').write_text('keep me')
     with pytest.raises(FileExistsError):
-        cr2.convert(path, to='jpg')
+        conversion.convert(path, to='jpg')
     assert (tmp_path / 'synthetic.jpg').read_text() == 'keep me'
     with pytest.raises(IllegalValue):
-        cr2.convert(path, to='tiff')
+        conversion.convert(path, to='tiff')
     with pytest.raises(FileNotFoundError):
-        cr2.convert(path, output_dir=tmp_path / 'missing')
+        conversion.convert(path, output_dir=tmp_path / 'missing')

@@ -102,7 +102,7 @@ def test_pretty_fits_default_title_and_link(data_copy, tmp_path):
 
 
 def test_pretty_title_text():
-    from panoptes_cli.images import _title
+    from panoptes_cli.images.pretty import _title
 
     assert _title('KIC 8462852', 120.4, 'RGGB', '2016-09-09T08:12:26') == (
         'KIC 8462852 (120.4s RGGB) 2016-09-09 08:12:26')

@@ -33,24 +33,28 @@ _IMAGE_KEYWORD = {'ZSIMPLE': 'SIMPLE', 'ZTENSION': 'XTENSION', 'ZBITPIX': 'BITPI
 _STRUCTURAL = ('SIMPLE', 'XTENSION', 'BITPIX', 'NAXIS')
 
 
-class _Unusual(Exception):
+class UnusualCard(Exception):
     """A card this reader leaves to astropy."""
 
 
-def _value(field: str):
-    """Parse the value field (columns 11-80) of a card."""
+def card_value(field: str):
+    """Parse the value field (columns 11-80) of a card; raise UnusualCard if astropy must.
+
+    >>> card_value("'KIC 8462852'  / a star"), card_value('  5208'), card_value('T')
+    ('KIC 8462852', 5208, True)
+    """
     text = field.lstrip()
     if text.startswith("'"):
         match = _STRING.match(text)
         if match is None:
-            raise _Unusual
+            raise UnusualCard
         value = match[1].replace("''", "'").rstrip()
         rest = text[match.end():].lstrip()
         if rest and not rest.startswith('/'):
-            raise _Unusual
+            raise UnusualCard
         if value.endswith('&'):
             # Perhaps continued on CONTINUE cards.
-            raise _Unusual
+            raise UnusualCard
         return value
     text = text.split('/', 1)[0].strip()
     if not text:
@@ -61,7 +65,7 @@ def _value(field: str):
         return int(text)
     if _FLOAT.match(text):
         return float(text.replace('D', 'E').replace('d', 'e'))
-    raise _Unusual
+    raise UnusualCard
 
 
 def _cards(raw: bytes):
@@ -75,9 +79,9 @@ def _cards(raw: bytes):
         if keyword in _COMMENTARY:
             yield keyword, card[8:].rstrip()
         elif card[8:10] == '= ' and keyword not in ('HIERARCH', 'CONTINUE'):
-            yield keyword, _value(card[10:])
+            yield keyword, card_value(card[10:])
         else:
-            raise _Unusual
+            raise UnusualCard
 
 
 def parse(raw: bytes, compressed: bool = False) -> dict | None:
@@ -96,7 +100,7 @@ def parse(raw: bytes, compressed: bool = False) -> dict | None:
     """
     try:
         cards = list(_cards(raw))
-    except (_Unusual, UnicodeDecodeError):
+    except (UnusualCard, UnicodeDecodeError):
         return None
     if compressed:
         cards = [(_IMAGE_KEYWORD.get(key, key), value) for key, value in cards

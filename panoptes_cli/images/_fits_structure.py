@@ -13,8 +13,9 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from panoptes_cli.images._fits_header import CARD, UnusualCard, card_value
+
 BLOCK = 2880
-CARD = 80
 
 
 class StructureError(ValueError):
@@ -55,17 +56,12 @@ _WANTED = ('SIMPLE', 'XTENSION', 'BITPIX', 'NAXIS', 'PCOUNT', 'GCOUNT', 'EXTNAME
            'ZBITPIX', 'ZNAXIS', 'ZCMPTYPE')
 
 
-def _value(raw: str):
-    raw = raw.strip()
-    if raw.startswith("'"):
-        return raw[1:].split("'", 1)[0].rstrip()
-    raw = raw.split('/', 1)[0].strip()
-    if raw in ('T', 'F'):
-        return raw == 'T'
+def _value(field: str):
+    """A structural card's value; one the header reader finds unusual stays text."""
     try:
-        return int(raw)
-    except ValueError:
-        return raw
+        return card_value(field)
+    except UnusualCard:
+        return field.split('/', 1)[0].strip()
 
 
 def _read_header(stream, offset: int) -> tuple[dict, bytes]:

@@ -513,6 +513,6 @@ def _spline_zoom(mesh: np.ndarray, box: tuple, shape: tuple) -> np.ndarray:
 def _load_frame(fits_fn) -> np.ndarray:
     if isinstance(fits_fn, np.ndarray):
         return fits_fn
-    from panoptes_cli.images import read_image
+    from panoptes_cli.images.reading import read_image
 
     return np.asarray(read_image(fits_fn))

@@ -29,8 +29,8 @@ import numpy as np
 
 from panoptes_cli.error import IllegalValue, InvalidSystemCommand, PanError, Timeout
 from panoptes_cli.files import atomic_path
-from panoptes_cli.images import find_program
 from panoptes_cli.logging import logger
+from panoptes_cli.programs import find_program
 
 PathLike = str | os.PathLike
 
@@ -63,7 +63,8 @@ class UndecodableRaw(PanError):
     """A file that neither LibRaw nor dcraw can decode as a raw image."""
 
 
-def _existing(fname: PathLike) -> Path:
+def existing_file(fname: PathLike) -> Path:
+    """Return ``fname`` as a Path; raise FileNotFoundError unless it is a file."""
     path = Path(fname)
     if not path.is_file():
         raise FileNotFoundError(2, 'No such file', os.fspath(path))
@@ -100,7 +101,7 @@ def read_cr2(cr2_fname: PathLike, decoder: str = 'auto', dcraw: str = 'dcraw',
         InvalidSystemCommand: ``decoder='dcraw'`` and dcraw is not installed.
         IllegalValue: An unknown decoder.
     """
-    path = _existing(cr2_fname)
+    path = existing_file(cr2_fname)
     name = os.fspath(cr2_fname)
     if decoder not in ('auto', 'rawpy', 'dcraw'):
         raise IllegalValue(f"Unknown CR2 decoder {decoder!r}; use 'auto', 'rawpy' or 'dcraw'")
@@ -192,7 +193,7 @@ def cr2_to_pgm(cr2_fname: PathLike, pgm_fname: PathLike | None = None, overwrite
         InvalidSystemCommand: dcraw is not installed.
         UndecodableRaw: dcraw cannot decode the file.
     """
-    path = _existing(cr2_fname)
+    path = existing_file(cr2_fname)
     name = os.fspath(cr2_fname)
     target = Path(pgm_fname) if pgm_fname is not None else path.with_suffix('.pgm')
     program = find_program(dcraw)
@@ -331,7 +332,7 @@ def start_read_exif(fname: PathLike, exiftool: str = 'exiftool') -> _ExifReader:
 
     Returns an object whose ``result()`` gives :func:`read_exif`'s dict.
     """
-    return _ExifReader(_existing(fname), exiftool)
+    return _ExifReader(existing_file(fname), exiftool)
 
 
 def read_exif(fname: PathLike, exiftool: str = 'exiftool') -> dict:
@@ -477,7 +478,7 @@ def cr2_to_fits(cr2_fname: PathLike, fits_fname: PathLike | None = None, overwri
     """
     from panoptes_cli.images.fits import write_fits
 
-    path = _existing(cr2_fname)
+    path = existing_file(cr2_fname)
     target = Path(fits_fname) if fits_fname is not None else cr2_fits_path(path)
     if target.exists() and not overwrite:
         raise FileExistsError(17, 'File exists', os.fspath(target))
@@ -511,67 +512,6 @@ def cr2_to_fits(cr2_fname: PathLike, fits_fname: PathLike | None = None, overwri
     if remove_cr2:
         path.unlink()
     return str(target)
-
-
-CONVERSIONS = ('fits', 'pgm', 'jpg')
-
-
-def convert(cr2_fname: PathLike, to: str = 'fits', output_dir: PathLike | None = None,
-            overwrite: bool = False, remove_cr2: bool = False, **kwargs) -> str:
-    """Convert a CR2 file to FITS (:func:`cr2_to_fits`), PGM (:func:`cr2_to_pgm`) or a
-    pretty JPG (:func:`panoptes_cli.images.make_pretty_image`).
-
-    The output is ``x.fits``, ``x.pgm`` or ``x.jpg`` for ``x.cr2``, beside it
-    unless ``output_dir`` is given. The CR2 is removed, if asked, only once the
-    output is complete.
-
-    >>> import shutil
-    >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data' / 'cr2'
-    >>> cr2 = shutil.copy(SHARED / 'synthetic.cr2', getfixture('tmp_path'))
-    >>> os.path.basename(convert(cr2, to='jpg'))
-    'synthetic.jpg'
-    >>> os.path.basename(convert(cr2, to='fits', remove_cr2=True)), os.path.exists(cr2)
-    ('synthetic.fits', False)
-
-    Args:
-        cr2_fname: The CR2 file.
-        to: 'fits' (default), 'pgm' or 'jpg'.
-        output_dir: Where to write the output (must exist), default beside the CR2.
-        overwrite: Replace an existing output, default False.
-        remove_cr2: Remove the CR2 after a successful conversion, default False.
-        **kwargs: Passed to the conversion (e.g. ``decoder``, ``headers``, ``title``).
-
-    Returns:
-        str: The output file.
-
-    Raises:
-        FileExistsError: The output exists and ``overwrite=False``.
-        IllegalValue: ``to`` is not one of the above.
-    """
-    if to not in CONVERSIONS:
-        raise IllegalValue(f"Unknown conversion {to!r}; use one of {', '.join(CONVERSIONS)}")
-    path = _existing(cr2_fname)
-    target = cr2_fits_path(path, output_dir, suffix=f'.{to}')
-    if output_dir is not None and not Path(output_dir).is_dir():
-        raise FileNotFoundError(2, 'No such directory', os.fspath(output_dir))
-    # Before any work: every conversion refuses to replace its output unless asked.
-    if target.exists() and not overwrite:
-        raise FileExistsError(17, 'File exists', os.fspath(target))
-    if to == 'fits':
-        return cr2_to_fits(path, target, overwrite=overwrite, remove_cr2=remove_cr2, **kwargs)
-    if to == 'pgm':
-        output = cr2_to_pgm(path, target, overwrite=overwrite, dcraw=kwargs.get('dcraw', 'dcraw'),
-                            timeout=kwargs.get('timeout'))
-    else:
-        from panoptes_cli.images import make_pretty_image
-
-        output = make_pretty_image(path, title=kwargs.get('title'),
-                                   timeout=kwargs.get('timeout') or 15, img_type='.cr2',
-                                   jpg_fname=target, overwrite=overwrite,
-                                   decoder=kwargs.get('decoder', 'auto'))
-    if remove_cr2:
-        path.unlink()
-    return output
 
 
 def read_exif_batch(fnames: list[PathLike], exiftool: str = 'exiftool', chunk_size: int = 200):

@@ -159,6 +159,6 @@ def focus_metric_file(fname, merit_function: str | Callable = 'vollath_F4', **kw
     >>> round(focus_metric_file(SHARED / 'tiny.fits', axis='y'), 1)
     8066.2
     """
-    from panoptes_cli.images import read_image
+    from panoptes_cli.images.reading import read_image
 
     return float(focus_metric(read_image(fname), merit_function, **kwargs))

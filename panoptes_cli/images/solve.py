@@ -1,0 +1,681 @@
+"""Plate-solve FITS images with astrometry.net's ``solve-field``; read WCS with ``wcsinfo``.
+
+:func:`solve_field` starts solve-field (a process with a wall-clock deadline
+and a private working directory), :func:`get_solve_field` waits for it and
+writes the solution into the image, :func:`solve_fields` runs many at once,
+and :func:`get_wcsinfo` reads a solution back. The manual documents them under
+:mod:`panoptes_cli.images.fits`, which re-exports them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from panoptes_cli.error import (
+    IllegalValue, InvalidCommand, NotFound, PanError, SolveError, Timeout)
+from panoptes_cli.files import atomic_path
+from panoptes_cli.images._fits_io import (
+    TEMP_SUFFIX, PathLike, has_checksums, header_values, image_extension, image_hdu, image_size,
+    reading, rewrite, structure)
+from panoptes_cli.images.packing import pack_into
+
+# solve-field's own options as the manual's solve_field uses them, except the
+# downsampling (chosen from the image size) and the outputs we do not read.
+DEFAULT_OPTIONS = [
+    '--guess-scale', '--no-verify', '--crpix-center', '--temp-axy',
+    '--index-xyls', 'none', '--solved', 'none', '--match', 'none', '--rdls', 'none',
+    '--corr', 'none', '--new-fits', 'none', '--no-plots',
+]
+# Mount positions are a hint, not the camera's pointing: a PANOPTES camera
+# looks several degrees away from the mount axis.
+DEFAULT_RADIUS = 15.0
+# Downsample only while the smaller side keeps this many pixels: fewer leave
+# too few stars to match (a 200 px crop does not solve downsampled by 2).
+MIN_DOWNSAMPLED_SIDE = 300
+# Keywords of a WCS, removed from a header before a new solution goes in, so
+# that no term of an older (e.g. higher-order SIP) solution survives.
+_WCS_KEYWORD = re.compile(
+    r'^(WCSAXES|WCSNAME|LONPOLE|LATPOLE|RADESYS|IMAGEW|IMAGEH|CTYPE\d|CRVAL\d|CRPIX\d|CUNIT\d|'
+    r'CDELT\d|CROTA\d|CD\d_\d|PC\d_\d|PV\d_\d+|(A|B|AP|BP)_(ORDER|DMAX|\d+_\d+))$')
+
+
+class SolveBatch:
+    """The solve-field processes of one batch, so that cancelling it stops them all.
+
+    A process started while the batch is current (see :data:`current_batch`)
+    joins it; one that starts after :meth:`cancel` is stopped at once.
+    """
+
+    def __init__(self):
+        self.processes: set[SolveFieldProcess] = set()
+        self.cancelled = False
+        self._lock = threading.Lock()
+
+    def add(self, process: SolveFieldProcess) -> None:
+        with self._lock:
+            self.processes.add(process)
+            cancelled = self.cancelled
+        if cancelled:
+            process.stop()
+
+    def discard(self, process: SolveFieldProcess) -> None:
+        with self._lock:
+            self.processes.discard(process)
+
+    def cancel(self) -> None:
+        """Stop every process of the batch, and any that starts from now on."""
+        with self._lock:
+            self.cancelled = True
+            processes = list(self.processes)
+        for process in processes:
+            process.stop()
+
+
+current_batch: contextvars.ContextVar[SolveBatch | None] = contextvars.ContextVar(
+    'current_batch', default=None)
+
+
+def downsample_for(width: int, height: int) -> int:
+    """Return the downsampling factor (4, 2 or 1) that leaves enough pixels to solve.
+
+    >>> downsample_for(5208, 3476), downsample_for(700, 700), downsample_for(200, 200)
+    (4, 2, 1)
+    """
+    for factor in (4, 2):
+        if min(width, height) // factor >= MIN_DOWNSAMPLED_SIDE:
+            return factor
+    return 1
+
+
+def option_args(options: Mapping) -> list[str]:
+    """Turn ``{'--opt': value}`` into solve-field arguments.
+
+    True gives the bare flag, False or None leaves it out, a list repeats it.
+
+    >>> option_args({'--overwrite': True, '--no-tweak': False, '--pnm': '/tmp/a.bmp',
+    ...              '--depth': [10, 20]})
+    ['--overwrite', '--pnm', '/tmp/a.bmp', '--depth', '10', '--depth', '20']
+    """
+    args = []
+    for key, value in options.items():
+        if not key.startswith('-'):
+            raise TypeError(f'solve-field options start with "--": {key!r}')
+        values = value if isinstance(value, list | tuple) else [value]
+        for item in values:
+            if item is True:
+                args.append(key)
+            elif item is not None and item is not False:
+                args.extend([key, str(item)])
+    return args
+
+
+def index_config(index_dirs: Iterable[os.PathLike | str], workdir: Path) -> Path:
+    """Write a backend config file that searches ``index_dirs`` for index files."""
+    lines = []
+    for directory in index_dirs:
+        directory = Path(directory).expanduser().resolve()
+        if not directory.is_dir():
+            raise PanError(f'{directory}: no such index directory')
+        lines.append(f'add_path {directory}')
+    config = workdir / 'backend.cfg'
+    config.write_text('\n'.join([*lines, 'autoindex', '']))
+    return config
+
+
+def find_program(name: str) -> str:
+    """Return the path of an astrometry.net program, or raise InvalidCommand."""
+    path = shutil.which(name)
+    if path is None:
+        raise InvalidCommand(f'{name} not found: install astrometry.net '
+                             '(Debian: apt install astrometry.net)')
+    return path
+
+
+class SolveFieldProcess(subprocess.Popen):
+    """A running ``solve-field``: a Popen with a private directory and a wall-clock deadline.
+
+    solve-field runs in a process group of its own, so that the helpers it
+    starts (astrometry-engine, image converters) are stopped with it.
+    :meth:`communicate` and :meth:`wait` stop the whole group at the deadline;
+    leaving the ``with`` block stops it if it is still running and removes the
+    private directory with every file solve-field made.
+    """
+
+    def __init__(self, args: list[str], *, fits_file: Path, solve_file: Path, wcs_file: Path,
+                 workdir: Path, timeout: float, **kwargs):
+        self.fits_file = fits_file
+        self.solve_file = solve_file
+        self.wcs_file = wcs_file
+        self.workdir = workdir
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.batch = current_batch.get()
+        super().__init__(args, process_group=0, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, **kwargs)
+        if self.batch is not None:
+            self.batch.add(self)
+
+    def _left(self, timeout: float | None) -> float:
+        left = max(0.0, self.deadline - time.monotonic())
+        return left if timeout is None else min(timeout, left)
+
+    def communicate(self, input=None, timeout=None):
+        """Wait for solve-field (at most until the deadline) and return its output.
+
+        Raises:
+            Timeout: The deadline passed; solve-field and its helpers were stopped.
+        """
+        return self._until_deadline(functools.partial(super().communicate, input), timeout)
+
+    def wait(self, timeout=None):
+        """Wait for solve-field to end, at most until the deadline (then raise Timeout)."""
+        return self._until_deadline(super().wait, timeout)
+
+    def _until_deadline(self, call, timeout: float | None):
+        """Run ``call(timeout=...)`` cut at the deadline; at the deadline stop solve-field."""
+        try:
+            return call(timeout=self._left(timeout))
+        except subprocess.TimeoutExpired:
+            if timeout is not None and time.monotonic() < self.deadline:
+                raise
+            self.stop()
+            call()
+            raise Timeout(f'{self.fits_file}: solve-field found no solution within '
+                          f'{self.timeout:g} s; give it longer with a larger timeout') from None
+
+    def stop(self) -> None:
+        """Stop solve-field and its helpers: SIGTERM to the group, SIGKILL if it lingers."""
+        if self.returncode is not None:
+            return
+        for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, None)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+            try:
+                subprocess.Popen.wait(self, timeout=grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def cleanup(self) -> None:
+        """Stop the process if it runs and remove its private directory."""
+        self.stop()
+        if self.batch is not None:
+            self.batch.discard(self)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __exit__(self, exc_type, value, traceback):
+        try:
+            self.stop()
+            super().__exit__(exc_type, value, traceback)
+        finally:
+            self.cleanup()
+
+
+def make_workdir() -> Path:
+    """Make a private directory (in $TMPDIR) for one solve's temporary and output files."""
+    return Path(tempfile.mkdtemp(prefix='panoptes-solve-'))
+
+
+def parse_wcsinfo(text: str) -> dict:
+    """Parse ``wcsinfo``'s ``key value`` lines, numbers as int or float.
+
+    >>> parse_wcsinfo('pixscale 10.30324634\\nimagew 700\\nra_center_hms 20:12:50.628\\n')
+    {'pixscale': 10.30324634, 'imagew': 700, 'ra_center_hms': '20:12:50.628'}
+    """
+    info = {}
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(' ')
+        if not key:
+            continue
+        value = value.strip()
+        for kind in (int, float):
+            try:
+                info[key] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            info[key] = value
+    return info
+
+
+def run_wcsinfo(path: Path, extension: int, options: Mapping) -> dict | None:
+    """Run ``wcsinfo`` on one HDU; return its parsed output, or None if it found no WCS."""
+    args = [find_program('wcsinfo'), *option_args(options)]
+    if extension:
+        args += ['-e', str(extension)]
+    completed = subprocess.run([*args, os.fspath(path)], stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True)
+    if completed.returncode != 0:
+        return None
+    return parse_wcsinfo(completed.stdout)
+
+
+def remove_wcs(header) -> None:
+    """Remove every WCS keyword from an astropy Header."""
+    for keyword in [key for key in header if _WCS_KEYWORD.match(key)]:
+        header.remove(keyword, ignore_missing=True, remove_all=True)
+
+
+def wcs_cards(wcs_header) -> list:
+    """The cards of a solution to put in an image header: the WCS, not the file's own.
+
+    DATE is when solve-field wrote its file, not when the image was taken;
+    the COMMENT and HISTORY lines would pile up with every solve.
+    """
+    skip = {'SIMPLE', 'BITPIX', 'NAXIS', 'EXTEND', 'DATE', 'COMMENT', 'HISTORY', ''}
+    return [card for card in wcs_header.cards if card.keyword not in skip]
+
+
+def summary(fits_file: str, info: Mapping, seconds: float, skipped: bool = False) -> dict:
+    """The record ``panoptes fits solve`` prints for a solved file.
+
+    Field sizes are in degrees whatever unit wcsinfo chose for them.
+    """
+    to_degrees = {'degrees': 1.0, 'arcminutes': 1 / 60, 'arcseconds': 1 / 3600}.get(
+        info.get('fieldunits'), 1.0)
+    return {
+        'filename': fits_file,
+        'solved': True,
+        'skipped': skipped,
+        'solved_file': info.get('solved_fits_file', fits_file),
+        'ra': info.get('ra_center'),
+        'dec': info.get('dec_center'),
+        'pixel_scale': info.get('pixscale'),
+        'rotation': info.get('orientation'),
+        'field_width': _rounded(info.get('fieldw'), to_degrees),
+        'field_height': _rounded(info.get('fieldh'), to_degrees),
+        'seconds': round(seconds, 3),
+    }
+
+
+def _rounded(value, factor):
+    return None if value is None else round(value * factor, 6)
+
+
+def failure(fits_file: str, error: BaseException, seconds: float) -> dict:
+    """The record ``panoptes fits solve`` prints for a file that did not solve."""
+    message = getattr(error, 'msg', None) or str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.strerror:
+        message = f'{error.filename}: {error.strerror}'
+    return {'filename': fits_file, 'solved': False, 'error': message,
+            'seconds': round(seconds, 3)}
+
+
+def _pointing_hint(fits_fname: PathLike, hdus: list) -> tuple[float, float] | None:
+    """The mount's RA/Dec from the RA-MNT/DEC-MNT headers, if both are numbers."""
+    header = header_values(fits_fname, hdus, image_extension(hdus))
+    ra, dec = header.get('RA-MNT'), header.get('DEC-MNT')
+    if isinstance(ra, int | float) and isinstance(dec, int | float) and not isinstance(
+            ra, bool) and not isinstance(dec, bool):
+        return float(ra), float(dec)
+    return None
+
+
+def solve_field(fname: PathLike, timeout: float = 15, solve_opts: list[str] | None = None,
+                *args, **kwargs):
+    """Start astrometry.net's ``solve-field`` on an image and return the running process.
+
+    A low-level wrapper: :func:`get_solve_field` waits for the result and puts
+    it in the file. solve-field works in a private temporary directory (all its
+    temporary and output files go there, none beside the image); an fpacked
+    image is unpacked into it first. The returned
+    :class:`~panoptes_cli.images.SolveFieldProcess` is a
+    ``subprocess.Popen`` whose ``communicate()`` and ``wait()`` stop
+    solve-field and its helpers when ``timeout`` seconds of wall-clock time
+    have passed (raising :class:`~panoptes_cli.error.Timeout`); use it in a
+    ``with`` block, which removes the private directory. The solution, if one
+    is found, is in its ``wcs_file``.
+
+    Without ``solve_opts`` the options are the manual's (``--guess-scale
+    --cpulimit <timeout> --no-verify --crpix-center --temp-axy`` and no
+    outputs besides the WCS) with a downsampling that suits the image size
+    (4 for a full frame, none for a 200-pixel crop), and the mount position in
+    the RA-MNT/DEC-MNT headers as a hint (within ``radius``, 15 degrees by
+    default) unless ``ra`` and ``dec`` are given.
+
+    Fixed from the manual: boolean options are passed as bare flags (True)
+    or left out (False); the timeout bounds the wall-clock time, not only the
+    CPU time; solve-field's files stay out of the image's directory.
+
+    Args:
+        fname: The FITS image, plain or fpacked.
+        timeout: Seconds solve-field may take, in wall-clock time (and CPU time).
+        solve_opts: solve-field options to use instead of the defaults.
+        *args: More solve-field arguments, appended as given.
+        **kwargs: ``ra``, ``dec`` (degrees) and ``radius`` (degrees) for where
+            to search; ``index_dir`` (a directory or a list of them) to use the
+            index files there instead of the system's; and solve-field options
+            as ``'--option': value`` (True for a flag), e.g. ``'--config': path``
+            for a backend config file.
+
+    Returns:
+        The running solve-field process.
+
+    Raises:
+        InvalidCommand: solve-field is not installed.
+        NotAFitsFile: The image is missing, truncated or not FITS.
+    """
+    from panoptes_cli.utils import listify
+
+    program = find_program('solve-field')
+    source = Path(fname)
+    hdus = structure(source)
+    ra, dec = kwargs.pop('ra', None), kwargs.pop('dec', None)
+    radius = kwargs.pop('radius', None)
+    index_dirs = listify(kwargs.pop('index_dir', None))
+    unknown = [key for key in kwargs if not key.startswith('-')]
+    if unknown:
+        raise TypeError(f'solve_field() got unexpected keyword arguments: {", ".join(unknown)}')
+    if (ra is None) != (dec is None):
+        raise IllegalValue('solve_field: give both ra and dec, or neither')
+
+    workdir = make_workdir()
+    try:
+        if any(hdu.compressed for hdu in hdus):
+            # solve-field misreads some tile-compressed files (astrometry.net issue 182).
+            if source.name.endswith('.fz'):
+                solve_file = workdir / source.name[:-3]
+            else:
+                solve_file = workdir / f'{source.name}.fits'
+            pack_into(source, solve_file, True, hdus)
+        else:
+            solve_file = source
+        if solve_opts is None:
+            options = [*DEFAULT_OPTIONS, '--cpulimit', str(max(1, round(timeout)))]
+            if '--downsample' not in kwargs:
+                options += ['--downsample', str(downsample_for(*image_size(hdus)))]
+        else:
+            options = list(solve_opts)
+        if ra is None and '--ra' not in kwargs:
+            ra, dec = _pointing_hint(source, hdus) or (None, None)
+        if ra is not None:
+            options += ['--ra', str(ra), '--dec', str(dec),
+                        '--radius', str(radius if radius is not None else DEFAULT_RADIUS)]
+        if index_dirs:
+            options += ['--config', os.fspath(index_config(index_dirs, workdir))]
+        options += option_args(kwargs)
+        options += [str(arg) for arg in args]
+        wcs_file = workdir / f'{solve_file.stem}.wcs'
+        options += ['--dir', os.fspath(workdir), '--temp-dir', os.fspath(workdir),
+                    '--wcs', os.fspath(wcs_file), '--overwrite']
+        return SolveFieldProcess([program, *options, os.fspath(solve_file)],
+                                        fits_file=source, solve_file=solve_file,
+                                        wcs_file=wcs_file, workdir=workdir, timeout=timeout)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def _header_dict(header) -> dict:
+    """A header's keywords and values, without COMMENT, HISTORY and blank cards."""
+    return {card.keyword: card.value for card in header.cards
+            if card.keyword not in ('COMMENT', 'HISTORY', '')}
+
+
+_LONGITUDES = ('RA--', 'GLON', 'ELON', 'SLON', 'HLON')
+_LATITUDES = ('DEC-', 'GLAT', 'ELAT', 'SLAT', 'HLAT')
+
+
+def _solved_header(fits_fname: PathLike) -> dict | None:
+    """The image's header if it has a celestial WCS (both sky axes), else None.
+
+    Read from CTYPE1/CTYPE2 rather than through astropy.wcs, whose import
+    alone would cost ``panoptes fits solve`` half a second.
+    """
+    hdus = structure(fits_fname)
+    header = header_values(fits_fname, hdus, image_extension(hdus))
+    axes = {str(header.get('CTYPE1', ''))[:4], str(header.get('CTYPE2', ''))[:4]}
+    if axes & set(_LONGITUDES) and axes & set(_LATITUDES):
+        return {key: value for key, value in header.items() if key not in ('COMMENT', 'HISTORY')}
+    return None
+
+
+def _write_solution(process, target: Path, replace: bool, overwrite: bool):
+    """Put the WCS solve-field found into ``target``; return the new image header.
+
+    In place, a plain file keeps its bytes but for the header; an fpacked one
+    is repacked from the unpacked copy. A ``.new`` file is written plain, as
+    solve-field writes it.
+    """
+    from astropy.io import fits
+
+    with reading(process.wcs_file):
+        cards = wcs_cards(fits.getheader(process.wcs_file))
+    solved_header = None
+
+    def change(hdul):
+        nonlocal solved_header
+        header = image_hdu(hdul).header
+        remove_wcs(header)
+        header.extend(cards, update=True)
+        solved_header = header.copy()
+
+    source = process.fits_file
+    if replace and process.solve_file == source:
+        rewrite(source, change)
+        return solved_header
+    with reading(process.solve_file), fits.open(process.solve_file,
+                                                 do_not_scale_image_data=True) as hdul:
+        change(hdul)
+        checksum = has_checksums(hdul)
+        if replace:
+            solved = process.workdir / f'solved-{process.solve_file.name}'
+            # A scratch file in the working directory: no need to sync it to disk.
+            hdul.writeto(solved, checksum=checksum)
+            with atomic_path(target, suffix=TEMP_SUFFIX, durable=True) as temp:
+                pack_into(solved, temp, False, structure(solved))
+        else:
+            with atomic_path(target, overwrite, suffix=TEMP_SUFFIX, durable=True) as temp:
+                hdul.writeto(temp, checksum=checksum)
+    return solved_header
+
+
+def _import_in_background(module: str) -> None:
+    import importlib
+    import sys
+
+    if module not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=(module,),
+                         name=f'import {module}').start()
+
+
+def get_solve_field(fname: PathLike, replace: bool = True, overwrite: bool = True,
+                    timeout: float = 30, skip_solved: bool = True, **kwargs) -> dict:
+    """Plate-solve an image with solve-field and write the solution into its header.
+
+    Runs :func:`solve_field`, waits for it (at most ``timeout`` seconds of
+    wall-clock time), and writes the WCS it found into the file's image
+    header, atomically: in place with ``replace`` (an fpacked file is
+    repacked), else into ``<name>.new`` beside it. An image that already has a
+    celestial WCS is not solved again unless ``skip_solved=False``.
+
+    Fixed from the manual: a solve that finds nothing raises SolveError
+    (solve-field itself exits 0 then), a timeout stops solve-field and raises
+    Timeout, and solve-field's files are cleaned up in every case. EQUINOX
+    and the image's other keywords are kept as they were (solve-field's own
+    ``.new`` file renames some of them).
+
+    >>> import shutil
+    >>> from panoptes_cli.images.fits import getwcs
+    >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data'
+    >>> tmp_path = getfixture('tmp_path')
+    >>> fits_fn = shutil.copy(SHARED / 'unsolved.fits', tmp_path)
+    >>> config = tmp_path / 'backend.cfg'
+    >>> _ = config.write_text(f"index {SHARED / 'astrometry' / 'index-kic8462852-tycho2-p7.fits'}")
+
+    Perform the solve, then show the solved filename and where it points:
+
+    >>> solve_info = get_solve_field(fits_fn, **{'--config': config})
+    >>> solve_info['solved_fits_file']
+    '.../unsolved.fits'
+    >>> round(solve_info['ra_center'], 1), round(solve_info['dec_center'], 1)
+    (303.2, 46.0)
+    >>> getwcs(fits_fn).is_celestial
+    True
+
+    Pass a suggested location, and solve-field options (True for a flag):
+
+    >>> solve_kwargs = {'--config': config, '--pnm': tmp_path / 'awesome.pnm', '--no-tweak': True}
+    >>> solve_info = get_solve_field(fits_fn, ra=303.2, dec=46.0, radius=5, skip_solved=False,
+    ...                              **solve_kwargs)
+    >>> os.path.exists(tmp_path / 'awesome.pnm')
+    True
+
+    Args:
+        fname: The FITS image, plain or fpacked.
+        replace: Write the solution into ``fname``; if False, into ``<name>.new``.
+        overwrite: Replace an existing ``.new`` file (it must be True with ``replace``).
+        timeout: Seconds the solve may take, wall-clock.
+        skip_solved: Return an already solved image's WCS without solving again.
+        **kwargs: Passed to :func:`solve_field`.
+
+    Returns:
+        The solved image's header keywords, what ``wcsinfo`` says about the
+        solution (``ra_center``, ``dec_center``, ``pixscale``, ``orientation``,
+        ``fieldw``, ``fieldh``, ``fieldunits`` ...), ``solved_fits_file``, and
+        ``skipped`` (True if the image had been solved before).
+
+    Raises:
+        SolveError: solve-field found no solution.
+        Timeout: It ran out of time.
+        InvalidCommand: solve-field or wcsinfo is not installed.
+        NotAFitsFile: The image is missing, truncated or not FITS.
+        FileExistsError: The ``.new`` file exists and ``overwrite`` is False.
+    """
+
+    source = Path(fname)
+    if replace and not overwrite:
+        raise IllegalValue(f'{source}: replacing the file with its solution needs overwrite=True')
+    solved_header = _solved_header(source) if skip_solved else None
+    if solved_header is not None:
+        info = {**solved_header, **get_wcsinfo(source)}
+        return {**info, 'solved_fits_file': os.fspath(source), 'skipped': True}
+    target = source if replace else (
+        source.with_name(source.name[:-3]) if source.name.endswith('.fz') else source
+    ).with_suffix('.new')
+    if not overwrite and target.exists():
+        raise FileExistsError(17, 'File exists', os.fspath(target))
+
+    with solve_field(source, timeout=timeout, **kwargs) as process:
+        # Writing the solution needs astropy: import it while solve-field works,
+        # rather than after (half a second off a one-file ``panoptes fits solve``).
+        _import_in_background('astropy.io.fits')
+        output, _ = process.communicate()
+        if not process.wcs_file.exists():
+            lines = [line.strip() for line in output.splitlines() if line.strip()]
+            if process.returncode:
+                why = f'solve-field failed: {lines[-1] if lines else process.returncode}'
+            else:
+                why = ('no solution found; check that the index files cover this field and '
+                       'scale (index_dir or a backend config)')
+            raise SolveError(f'{source}: {why}')
+        wcs_info = run_wcsinfo(process.wcs_file, 0, {}) or {}
+        header = _write_solution(process, target, replace, overwrite)
+    return {**_header_dict(header), **wcs_info, 'solved_fits_file': os.fspath(target),
+            'skipped': False}
+
+
+def get_wcsinfo(fits_fname: PathLike, **kwargs) -> dict:
+    """Return what astrometry.net's ``wcsinfo`` says about the WCS of a solved image.
+
+    Reads the image HDU (extension 1 of an fpacked file). Numbers come back as
+    int or float, the rest as strings, plus ``wcs_file``.
+
+    >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data'
+    >>> info = get_wcsinfo(SHARED / 'solved.fits.fz')
+    >>> round(info['ra_center'], 2), round(info['dec_center'], 2), round(info['pixscale'], 1)
+    (303.21, 46.02, 10.3)
+    >>> info['imagew'], info['fieldunits']
+    (700, 'degrees')
+
+    Fixed from the manual: fpacked files work, the image size comes from the
+    image (not from the compressed table), and an image without a WCS raises
+    NotFound instead of returning an empty dict.
+
+    Args:
+        fits_fname: A plate-solved FITS image, plain or fpacked.
+        **kwargs: wcsinfo options as ``'-x': value``.
+
+    Returns:
+        wcsinfo's keys and values (``ra_center``, ``dec_center`` and
+        ``orientation`` in degrees, ``pixscale`` in arcsec/pixel, ``fieldw``
+        and ``fieldh`` in ``fieldunits``, ...).
+
+    Raises:
+        InvalidCommand: wcsinfo is not installed.
+        NotAFitsFile: The file is missing, truncated or not FITS.
+        NotFound: The image has no WCS.
+    """
+
+    source = Path(fits_fname)
+    hdus = structure(source)
+    width, height = image_size(hdus)
+    options = dict(kwargs)
+    if width and height:
+        options.setdefault('-W', width)
+        options.setdefault('-H', height)
+    info = run_wcsinfo(source, image_extension(hdus), options)
+    if info is None:
+        raise NotFound(f'{source}: no WCS in the header (not plate-solved yet)')
+    return {**info, 'wcs_file': os.fspath(source)}
+
+
+def solve_fields(fnames: list[PathLike], jobs: int | None = None, **kwargs):
+    """Plate-solve many images in parallel; yield one result per image as each finishes.
+
+    Each image goes through :func:`get_solve_field` (``kwargs`` are passed on).
+    A result is a dict: ``filename``, ``solved``, and for a solution
+    ``solved_file``, ``ra`` and ``dec`` of the centre and ``rotation`` (degrees),
+    ``pixel_scale`` (arcsec/pixel), ``field_width`` and ``field_height``
+    (degrees), ``skipped``; for a failure ``error``; always ``seconds``.
+    Closing the generator early (Ctrl-C) stops the solves still running.
+
+    Args:
+        fnames: The images.
+        jobs: How many solve at once; the number of CPU cores by default.
+        **kwargs: Passed to :func:`get_solve_field`.
+
+    Yields:
+        One result dict per image, in the order they finish.
+    """
+    import time
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    batch = SolveBatch()
+
+    def solve_one(fname) -> dict:
+        current_batch.set(batch)
+        started = time.monotonic()
+        try:
+            if batch.cancelled:
+                raise PanError(f'{fname}: cancelled')
+            info = get_solve_field(fname, **kwargs)
+        except (PanError, OSError, ValueError) as exc:
+            return failure(os.fspath(fname), exc, time.monotonic() - started)
+        return summary(os.fspath(fname), info, time.monotonic() - started,
+                              skipped=info['skipped'])
+
+    executor = ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1),
+                                  thread_name_prefix='solve')
+    futures = [executor.submit(solve_one, fname) for fname in fnames]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        batch.cancel()
+        executor.shutdown(wait=True, cancel_futures=True)
