@@ -212,3 +212,24 @@ def run_main(invoke) -> int:
         report_error(exc)
         return 1
     return result if isinstance(result, int) else 0
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Treat SIGTERM like Ctrl-C inside the block: KeyboardInterrupt, exit status 130."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt()
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def note(text: str) -> None:
+    """Write one line of information for a person to stderr (never mixed with the data)."""
+    sys.stderr.write(f'{text}\n')
+    sys.stderr.flush()
