@@ -87,7 +87,7 @@ def site_from_config(config: dict | None = None) -> Site:
     if config is None:
         from panoptes_cli.config.helpers import load_config
 
-        config = load_config()
+        config = load_config(strict=True)
     location = config.get('location') or {}
 
     def number(key: str, unit: str, required: bool = True) -> float:
