@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from panoptes_cli.commands import output
+from panoptes_cli.commands import options, output
 
 NAME = 'config'
 app = typer.Typer(help='The config server and config files.', no_args_is_help=True)
@@ -35,9 +35,12 @@ def _parse_value(text: str, as_json: bool):
     return parse_typed_value(text, containers=True)
 
 
-def _emit_server_json(text: str, raw: bool = False) -> None:
-    """Print JSON the server sent: as is in a pipe (or when raw), indented on a terminal."""
-    if raw or not sys.stdout.isatty():
+def _emit_server_json(text: str, as_sent: bool = False) -> None:
+    """Print JSON the server sent: as is in a pipe (or when asked), else through emit_json.
+
+    emit_json indents it on a terminal, and with -r/--raw prints a string bare.
+    """
+    if as_sent or not (output.environment().stdout_isatty or output.raw_requested()):
         output.emit_text(text)
     else:
         output.emit_json(json.loads(text))
@@ -100,6 +103,7 @@ def run(
 
 
 @app.command()
+@options.raw_output
 def get(
     key: str = typer.Argument(
         None, help='Dotted key such as location.horizon or cameras.devices[1].model; '
@@ -131,6 +135,8 @@ def get(
       panoptes config get location --file pocs.yaml
 
       horizon=$(panoptes config get location.horizon --default '30 deg')
+
+      unit=$(panoptes config get pan_id -r)
     """
     if config_file is not None:
         value = _value_from_file(config_file, key, parse=not no_parse)
@@ -142,7 +148,7 @@ def get(
 
         text = get_config(key, host=host, port=port, parse=False, verbose=False, strict=True)
         if text is not None:
-            _emit_server_json(text, raw=no_parse)
+            _emit_server_json(text, as_sent=no_parse)
             return
     if default is not None:
         output.emit_json(_parse_value(default, as_json=False))

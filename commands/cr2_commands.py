@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from panoptes_cli.commands import output
+from panoptes_cli.commands import options, output
 
 NAME = 'cr2'
 app = typer.Typer(help='Canon CR2 raw frames: convert and read EXIF.', no_args_is_help=True)
@@ -29,6 +29,7 @@ _PROGRAMS = {'fits': ['exiftool'], 'pgm': ['dcraw'], 'jpg': ['exiftool']}
 
 
 @app.command('convert')
+@options.records_output
 def convert(
     files: list[str] = typer.Argument(..., metavar='FILE...',
                                       help="CR2 files; '-' reads file names from stdin."),
@@ -99,6 +100,7 @@ def convert(
 
 
 @app.command('exif')
+@options.records_output
 def exif(
     files: list[str] = typer.Argument(..., metavar='FILE...',
                                       help="CR2 (or any image) files; '-' reads names from stdin."),

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from panoptes_cli.commands import output
+from panoptes_cli.commands import options, output
 
 NAME = 'db'
 HELP = """\
@@ -56,6 +56,7 @@ def _open(db_type: DbType, db_name: str):
 
 
 @app.command()
+@options.records_output
 def insert(
     collection: str = COLLECTION,
     file: str = typer.Argument(
@@ -89,7 +90,7 @@ def insert(
     failures = 0
     printing = True
     source = None if file == '-' else file
-    if source is None and sys.stdin.isatty():
+    if source is None and output.environment().stdin_isatty:
         sys.stderr.write('Reading records from the terminal, one JSON per line; '
                          'end with Ctrl-D.\n')
     with open(file, 'rb') if source else contextlib.nullcontext(sys.stdin.buffer) as stream:
@@ -112,6 +113,7 @@ def insert(
 
 
 @app.command()
+@options.records_output
 def find(
     collection: str = COLLECTION,
     record_id: str | None = typer.Argument(None, help='The _id of one record to print.'),
@@ -161,6 +163,7 @@ def find(
 
 
 @app.command()
+@options.records_output
 def current(
     collection: str = COLLECTION,
     db_type: DbType = DB_TYPE,

@@ -2,7 +2,7 @@
 
 import typer
 
-from panoptes_cli.commands import output
+from panoptes_cli.commands import options, output
 
 NAME = 'fits'
 app = typer.Typer(help='Inspect, compress and plate-solve FITS frames.', no_args_is_help=True)
@@ -21,6 +21,7 @@ def _extension(value: str | None):
 
 
 @app.command()
+@options.records_output
 def header(
     files: list[str] = typer.Argument(..., help=FILES_HELP, show_default=False),
     keys: list[str] = typer.Option(None, '--key', '-k', show_default=False,
@@ -46,36 +47,31 @@ def header(
 
     extension = _extension(ext)
     with output.Batch() as batch:
-        for path in output.read_paths(files):
+        for path in batch.inputs(files):
             with batch.item(path):
                 output.emit_record(header_record(path, keys or None, extension))
 
 
-def _pack_all(files: list[str], unpack: bool, overwrite: bool, keep_original: bool):
-    from panoptes_cli.error import PanError
+def _pack_all(files: list[str], unpack: bool, overwrite: bool, keep_original: bool,
+              jobs: int | None):
+    from functools import partial
+
     from panoptes_cli.images.fits import fpack
 
-    paths = output.read_paths(files)
-    with output.Batch() as batch, output.progress(
-            len(paths), 'Unpacking' if unpack else 'Packing') as advance:
-        for path in paths:
-            with batch.item(path):
-                try:
-                    packed = fpack(path, unpack=unpack, overwrite=overwrite,
-                                   keep_original=keep_original)
-                except FileExistsError as exc:
-                    raise PanError(f'{path}: {exc.filename} already exists; '
-                                   'use --overwrite to replace it') from exc
-                output.emit_record({'filename': path, 'output': packed})
-            advance()
+    output.run_batch(files, partial(fpack, unpack=unpack, overwrite=overwrite,
+                                    keep_original=keep_original),
+                     jobs=jobs, description='Unpacking' if unpack else 'Packing',
+                     record=lambda path, packed: {'filename': path, 'output': packed})
 
 
 @app.command()
+@options.records_output
 def pack(
     files: list[str] = typer.Argument(..., help=FILES_HELP, show_default=False),
     overwrite: bool = typer.Option(False, '--overwrite', help='Replace an existing .fz file.'),
     keep_original: bool = typer.Option(False, '--keep-original',
                                        help='Keep each input file instead of removing it.'),
+    jobs: int = options.JOBS,
 ):
     """Compress FITS files losslessly: x.fits becomes x.fits.fz.
 
@@ -90,15 +86,17 @@ def pack(
 
       panoptes fits pack --keep-original flat.fits
     """
-    _pack_all(files, unpack=False, overwrite=overwrite, keep_original=keep_original)
+    _pack_all(files, unpack=False, overwrite=overwrite, keep_original=keep_original, jobs=jobs)
 
 
 @app.command()
+@options.records_output
 def unpack(
     files: list[str] = typer.Argument(..., help=FILES_HELP, show_default=False),
     overwrite: bool = typer.Option(False, '--overwrite', help='Replace an existing .fits file.'),
     keep_original: bool = typer.Option(False, '--keep-original',
                                        help='Keep each .fz file instead of removing it.'),
+    jobs: int = options.JOBS,
 ):
     """Decompress fpacked FITS files: x.fits.fz becomes x.fits.
 
@@ -112,10 +110,11 @@ def unpack(
 
       panoptes fits unpack --keep-original night/*.fits.fz
     """
-    _pack_all(files, unpack=True, overwrite=overwrite, keep_original=keep_original)
+    _pack_all(files, unpack=True, overwrite=overwrite, keep_original=keep_original, jobs=jobs)
 
 
 @app.command()
+@options.records_output
 def solve(
     files: list[str] = typer.Argument(..., help=FILES_HELP, show_default=False),
     ra: float = typer.Option(None, '--ra', show_default=False,
@@ -183,6 +182,7 @@ def solve(
 
 
 @app.command()
+@options.records_output
 def wcs(
     file: str = typer.Argument(..., help='A plate-solved FITS file.', show_default=False),
 ):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from panoptes_cli.commands import output
+from panoptes_cli.commands import options, output
 
 NAME = 'image'
 app = typer.Typer(help='Pretty pictures, timelapses, focus and background.', no_args_is_help=True)
@@ -18,6 +18,7 @@ class Axis(str, Enum):
 
 
 @app.command('pretty')
+@options.records_output
 def pretty(
     files: list[str] = typer.Argument(..., metavar='FILE...',
                                       help="FITS (.fits, .fits.fz) or CR2 files; '-' reads "
@@ -61,6 +62,7 @@ def pretty(
 
 
 @app.command('timelapse')
+@options.records_output
 def timelapse(
     directory: Path = typer.Argument(..., file_okay=False, help='Directory of images.'),
     glob: str = typer.Option('20[1-9][0-9]*T[0-9]*.jpg', '--glob', '-g',
@@ -110,6 +112,7 @@ def timelapse(
 
 
 @app.command('focus')
+@options.records_output
 def focus(
     files: list[str] = typer.Argument(..., metavar='FILE...',
                                       help="FITS or CR2 files; '-' reads file names from stdin."),
@@ -131,13 +134,14 @@ def focus(
 
     which = None if axis is None else axis.value
     with output.Batch() as batch:
-        for path in output.read_paths(files):
+        for path in batch.inputs(files):
             with batch.item(path):
                 value = focus_metric_file(path, 'vollath_F4', axis=which)
                 output.emit_record({'file': path, 'vollath_F4': value, 'axis': which})
 
 
 @app.command('background')
+@options.records_output
 def background(
     file: str = typer.Argument(..., help='A FITS image (or CR2 raw frame) with an RGGB '
                                          'Bayer pattern.'),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from panoptes_cli.commands import output
+from panoptes_cli.commands import options, output
 
 NAME = 'serial'
 app = typer.Typer(help='Serial devices: list ports, listen, simulate boards.', no_args_is_help=True)
@@ -26,6 +26,7 @@ def _note(message: str) -> None:
 
 
 @app.command()
+@options.records_output
 def ports(
     links: bool = typer.Option(False, '--links',
                                help='Also list symbolic links such as /dev/serial/by-id/*.'),
@@ -45,24 +46,24 @@ def ports(
     from panoptes_cli.rs232 import list_serial_ports
 
     records = list_serial_ports(include_links=links)
-    if as_json or not sys.stdout.isatty():
-        output.emit_json(records)
-        return
-    if not records:
+    for_people = output.environment().stdout_isatty and not as_json
+    if for_people and not records:
         _note('No serial ports found.')
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table('Device', 'Description', 'VID:PID', 'Serial number', 'Manufacturer')
-    for record in records:
-        ids = f"{record['vid']}:{record['pid']}" if record['vid'] else ''
-        table.add_row(record['device'], record['description'], ids,
-                      record['serial_number'] or '', record['manufacturer'] or '')
-    Console().print(table)
+    if not for_people or output.current_format() is not output.Format.json:
+        output.emit_json(records)
+        return
+    with output.output_mode(output.Format.table):
+        # The columns people look for, in a width a terminal holds.
+        output.emit_json([{
+            'Device': record['device'], 'Description': record['description'],
+            'VID:PID': f"{record['vid']}:{record['pid']}" if record['vid'] else '',
+            'Serial number': record['serial_number'], 'Manufacturer': record['manufacturer'],
+        } for record in records])
 
 
 @app.command()
+@options.records_output
 def listen(
     port: str = typer.Argument(
         ..., metavar='PORT', help='A device (/dev/ttyACM0) or a PySerial URL (arduinosimulator://?board=telemetry).'),

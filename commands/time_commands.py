@@ -4,7 +4,7 @@ import enum
 
 import typer
 
-from panoptes_cli.commands import output
+from panoptes_cli.commands import options, output
 
 NAME = 'time'
 app = typer.Typer(help='Observatory time in UTC (honours POCSTIME).', no_args_is_help=True)
@@ -19,6 +19,8 @@ class TimeFormat(str, enum.Enum):
 
 
 @app.command()
+@options.raw_output
+@options.records_output
 def now(
     time_format: TimeFormat | None = typer.Option(
         None, '--format', '-f', help='Print only this form, as a bare value for shell scripts.'),

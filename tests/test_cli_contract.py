@@ -176,3 +176,178 @@ def test_json_is_indented_only_on_a_terminal(cli, monkeypatch):
     monkeypatch.setenv('POCSTIME', '2020-01-01 00:00:00')
     result = cli('time', 'now')
     assert result.stdout.count('\n') == 1
+
+
+def test_json_is_indented_on_a_pretended_terminal(cli, monkeypatch):
+    monkeypatch.setenv('POCSTIME', '2020-01-01 00:00:00')
+    with output.use_environment(output.Environment(stdout_isatty=True)):
+        result = cli('time', 'now')
+    assert result.stdout.startswith('{\n  "iso": "2020-01-01T00:00:00.000"')
+
+
+def test_environment_detects_pipes():
+    env = output.Environment.detect()
+    assert env.width > 0
+    assert output.environment() == env
+
+
+def test_exit_statuses_are_named_once():
+    assert [int(status) for status in output.ExitStatus] == [0, 1, 2, 130, 143]
+
+
+def test_csv_flattens_nested_keys_as_dotted_columns(capsys):
+    with output.output_mode(output.Format.csv):
+        output.emit_record({'filename': 'a.fits', 'header': {'RA': 1.5, 'OBJECT': 'M42'}})
+        output.emit_record({'filename': 'b, c.fits', 'header': {'RA': None}, 'tags': [1, 2]})
+    assert capsys.readouterr().out == (
+        'filename,header.RA,header.OBJECT,tags\n'
+        'a.fits,1.5,M42,\n'
+        '"b, c.fits",,,"[1, 2]"\n')
+
+
+def test_tsv_and_table(capsys):
+    with output.output_mode(output.Format.tsv):
+        output.emit_json([{'a': 1, 'b': {'c': True}}])
+    assert capsys.readouterr().out == 'a\tb.c\n1\ttrue\n'
+    with output.output_mode(output.Format.table):
+        output.emit_record({'filename': 'a.fits', 'header': {'RA': 1.5}})
+    table = capsys.readouterr().out
+    assert 'header.RA' in table and 'a.fits' in table and '1.5' in table
+
+
+def test_rows_are_written_even_when_the_command_fails(capsys):
+    with pytest.raises(KeyboardInterrupt), output.output_mode(output.Format.csv):
+        output.emit_record({'reading': 1})
+        raise KeyboardInterrupt
+    assert capsys.readouterr().out == 'reading\n1\n'
+
+
+def test_one_format_at_a_time(cli):
+    result = cli('time', 'now', '--csv', '--table')
+    assert result.exit_code == 2
+    assert 'choose one of --csv, --table' in result.stderr
+
+
+def test_raw_prints_strings_without_quotes(cli, tmp_path):
+    config = tmp_path / 'pocs.yaml'
+    config.write_text('pan_id: PAN000\nlocation:\n  elevation: 3400.0 m\n')
+    assert cli('config', 'get', 'pan_id', '--file', config, '-r').stdout == 'PAN000\n'
+    assert cli('config', 'get', 'pan_id', '--file', config).stdout == '"PAN000"\n'
+    assert cli('config', 'get', 'location', '--file', config, '--raw').stdout == (
+        '{"elevation": "3400.0 m"}\n')
+
+
+def _stdin(text: bytes):
+    import io
+
+    return io.BufferedReader(io.BytesIO(text))
+
+
+def test_stdin_names_are_paths_or_panoptes_records():
+    lines = (b'a.fits\n\n  b.fits  \n{"filename": "c.cr2", "output": "c.fits"}\n'
+             b'{"filename": "d.fits", "solved": true}\n"e.fits"\n'
+             b'{"filename": "f.cr2", "output": null}\n')
+    assert list(output.stdin_names(_stdin(lines))) == [
+        'a.fits', 'b.fits', 'c.fits', 'd.fits', 'e.fits', 'f.cr2']
+
+
+def test_stdin_lines_naming_no_file_are_failed_items(capsys):
+    def run():
+        with output.Batch() as batch:
+            assert list(batch.inputs(['x.fits', '-', 'y.fits'])) == ['x.fits', 'z.fits', 'y.fits']
+
+    import sys
+
+    from unittest import mock
+
+    text = '{"temp": 3}\n{not json\nz.fits\n[1]\n'
+    with mock.patch.object(sys, 'stdin', mock.Mock(buffer=_stdin(text.encode()))):
+        assert output.run_main(run) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        'Error: stdin: line 1: a record with no "output" or "filename" (keys: temp)',
+        'Error: stdin: line 2: not a file name nor a JSON record',
+        'Error: stdin: line 4: not a file name nor a JSON record',
+    ]
+
+
+def test_fits_bytes_on_stdin_are_a_short_usage_error(cli, shared_data):
+    result = cli('fits', 'header', '-', input=(shared_data / 'tiny.fits').read_bytes())
+    assert result.exit_code == 2
+    assert 'stdin holds FITS (or other binary) data, not file names' in result.stderr
+    assert 'SIMPLE' not in result.stderr and len(result.stderr) < 400
+
+
+def test_names_on_stdin_are_worked_on_as_they_arrive(shared_data):
+    # The first record comes out while stdin is still open: streaming, not read-all.
+    proc = subprocess.Popen([sys.executable, '-m', 'panoptes_cli', 'fits', 'header', '-k',
+                             'IMAGEID', '-'], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(f'{shared_data / "tiny.fits"}\n'.encode())
+        proc.stdin.flush()
+        first = json.loads(proc.stdout.readline())
+        assert first['header'] == {'IMAGEID': 'PAN001_XXXXXX_20160909T081152'}
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_progress_never_shares_a_line_with_data(tmp_path, shared_data):
+    # stdout and stderr on one terminal, as a user running a batch interactively sees them.
+    import os
+    import pty
+    import shutil
+
+    names = []
+    for number in range(4):
+        names.append(tmp_path / f'frame{number}.fits')
+        shutil.copy(shared_data / 'tiny.fits', names[-1])
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([shutil.which('panoptes'), 'fits', 'pack', '-j', '1', *names],
+                            stdout=follower, stderr=follower, stdin=subprocess.DEVNULL,
+                            env=dict(os.environ, COLUMNS='100', TERM='xterm'))
+    os.close(follower)
+    shown = b''
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(leader)
+    assert 'Packing' in shown.decode(errors='replace')
+    lines = shown.decode(errors='replace').split('\n')
+    data = [line for line in lines if '"output"' in line]
+    assert len(data) == 4
+    for line in data:
+        # What the terminal keeps of the line after carriage returns and erases: the data alone.
+        visible = line.split('\r')[-2 if line.endswith('\r') else -1]
+        visible = visible.replace('\x1b[2K', '')
+        assert visible.startswith('{"filename"'), repr(line)
+
+
+def test_runner_yields_every_outcome_as_items_arrive():
+    from panoptes_cli.runner import make_runner
+
+    def items():
+        yield from (4, -1, 'x', 9)
+
+    outcomes = list(make_runner(jobs=2).map_unordered(abs, items()))
+    assert sorted(o.value for o in outcomes if o.error is None) == [1, 4, 9]
+    (failed,) = [o for o in outcomes if o.error is not None]
+    assert failed.item == 'x' and isinstance(failed.error, TypeError)
+    assert [o.value for o in make_runner(jobs=1).map_unordered(abs, iter([-3]))] == [3]
+
+
+def test_runner_refuses_no_jobs():
+    from panoptes_cli.runner import make_runner
+
+    with pytest.raises(ValueError, match='at least 1'):
+        make_runner(jobs=-1)
