@@ -68,7 +68,23 @@ class ArduinoDataError(PanError):
 
 
 class IllegalValue(PanError, ValueError):
-    """Errors from trying to set hardware parameters to values not supported by a model."""
+    """A value the code cannot work with, such as a setting a device model does not support."""
+
+
+class CheckFailed(IllegalValue, AssertionError):
+    """An IllegalValue where panoptes-utils 0.2.29 failed an ``assert``.
+
+    Callers written for 0.2.29 catch ``AssertionError`` there; this keeps them working
+    (and, unlike an ``assert``, it still checks under ``python -O``).
+    """
+
+
+class MissingFile(PanError, FileNotFoundError, AssertionError):
+    """An input file that does not exist.
+
+    A FileNotFoundError, and an AssertionError too: panoptes-utils 0.2.29 checked many
+    inputs with ``assert os.path.exists(...)``, so its callers catch either.
+    """
 
 
 class InvalidCommand(PanError):

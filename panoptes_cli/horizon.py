@@ -2,15 +2,11 @@
 
 from numbers import Real
 
-from panoptes_cli.error import IllegalValue
+from panoptes_cli.error import CheckFailed
 
 
-class BadHorizonPoint(IllegalValue, AssertionError):
-    """An obstruction or point that cannot describe a horizon.
-
-    Also an ``AssertionError``: panoptes-utils 0.2.29 checked these with ``assert``, so
-    callers written for it catch that.
-    """
+class BadHorizonPoint(CheckFailed):
+    """An obstruction or point that cannot describe a horizon (also an AssertionError, as in 0.2.29)."""
 
 
 class Horizon:

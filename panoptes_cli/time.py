@@ -10,7 +10,7 @@ import os
 import time as _time
 from datetime import datetime as _datetime, timedelta, timezone
 
-from panoptes_cli.error import IllegalValue, Timeout
+from panoptes_cli.error import CheckFailed, IllegalValue, Timeout
 from panoptes_cli.quantities import get_quantity_value
 
 _MJD_EPOCH = _datetime(1858, 11, 17)
@@ -152,7 +152,7 @@ class CountdownTimer:
     def __init__(self, duration):
         self.duration = _seconds(duration)
         if self.duration < 0:
-            raise IllegalValue(f'CountdownTimer duration must be >= 0, got {self.duration}')
+            raise CheckFailed(f'CountdownTimer duration must be >= 0, got {self.duration}')
         self.is_non_blocking = self.duration == 0
         self.target_time = None
         self.restart()

@@ -40,6 +40,12 @@ def raised(call):
         return sorted(cls.__name__ for cls in type(err).__mro__
                       if getattr(builtins, cls.__name__, None) is cls and cls not in (BaseException, Exception, object))
     return None
+
+def caught(call):
+    try:
+        call()
+    except Exception as err:
+        return err
 '''
 
 # name -> (snippet, documented result). ``FREE_PORT`` is replaced by a port nothing listens on.
@@ -95,6 +101,68 @@ CASES = {
         saved = helpers.save_config(str(where / 'pocs.yaml'), {'name': 'Saved'})
         result = [saved, sorted(p.name for p in where.iterdir())]
     ''', [True, ['pocs_local.yaml']]),
+    # Exceptions: every builtin 0.2.29 raised must still catch ours.
+    'raises: CountdownTimer bad duration, ValueError then AssertionError': ('''
+        CountdownTimer = module('time').CountdownTimer
+        result = [raised(lambda: CountdownTimer('ten')), raised(lambda: CountdownTimer(-1))]
+    ''', [['ValueError'], ['AssertionError']]),
+    'raises: altaz_to_radec without a location, AssertionError': ('''
+        result = [raised(lambda: module('utils').altaz_to_radec(alt=35, az=90))]
+    ''', [['AssertionError']]),
+    'raises: focus_metric unknown merit function, KeyError; vollath_F4 bad axis, ValueError': ('''
+        import numpy as np
+        focus = module('images.focus')
+        result = [raised(lambda: focus.focus_metric(np.ones((10, 10)), 'nope')),
+                  raised(lambda: focus.vollath_F4(np.ones((10, 10)), axis='z'))]
+    ''', [['KeyError', 'LookupError'], ['ValueError']]),
+    'raises: load_c_library with a bad path, OSError': ('''
+        library = module('library')
+        result = [raised(lambda: library.load_c_library('c', path='/nonexistent/libc.so'))]
+    ''', [['OSError']]),
+    'raises: get_rgb_data of 4-D data, TypeError; get_stamp_slice bad size, RuntimeError': ('''
+        import numpy as np
+        bayer = module('images.bayer')
+        result = [raised(lambda: bayer.get_rgb_data(np.ones((2, 2, 2, 2)))),
+                  raised(lambda: bayer.get_stamp_slice(100, 100, stamp_size=(11, 11)))]
+    ''', [['TypeError'], ['RuntimeError']]),
+    'raises: crop_data with a box too big, AssertionError': ('''
+        import numpy as np
+        result = [raised(lambda: module('images').crop_data(np.ones((10, 10)), box_width=20))]
+    ''', [['AssertionError']]),
+    'raises: cr2 readers on a missing file, AssertionError (read_exif) and InvalidSystemCommand': ('''
+        cr2, error = module('images.cr2'), module('error')
+        result = [raised(lambda: cr2.read_exif('/nonexistent/frame.cr2'))] + [
+            [isinstance(caught(lambda: convert('/nonexistent/frame.cr2')), error.InvalidSystemCommand)]
+            for convert in (cr2.cr2_to_fits, cr2.cr2_to_pgm)]
+    ''', [['AssertionError'], [True], [True]]),
+    'raises: read_pgm on a missing file, FileNotFoundError; on a non-PGM, AssertionError': ('''
+        cr2 = module('images.cr2')
+        bad = Path(tempfile.mkdtemp()) / 'bad.pgm'
+        bad.write_bytes(b'P6\\n2 2\\n255\\n' + bytes(12))
+        result = [raised(lambda: cr2.read_pgm('/nonexistent/frame.pgm')), raised(lambda: cr2.read_pgm(str(bad)))]
+    ''', [['FileNotFoundError', 'OSError'], ['AssertionError']]),
+    'raises: SerialData without a port, ValueError': ('''
+        result = [raised(lambda: module('rs232').SerialData(port=None))]
+    ''', [['ValueError']]),
+    'raises: SocialSlack without a webhook_url, ValueError': ('''
+        result = [raised(lambda: module('social.slack').SocialSlack())]
+    ''', [['ValueError']]),
+    'raises: buffers:// write of a str, TypeError': ('''
+        import serial
+        module('serial_handlers')
+        if P + '.serial_handlers' not in serial.protocol_handler_packages:
+            serial.protocol_handler_packages.append(P + '.serial_handlers')
+        port = serial.serial_for_url('buffers://', timeout=0)
+        result = [raised(lambda: port.write('text'))]
+    ''', [['TypeError']]),
+    'raises: permanently_erase_database of a non-test db, ValueError': ('''
+        PanDB = module('database').PanDB
+        result = [raised(lambda: PanDB.permanently_erase_database('file', 'production', really='Yes', dangerous='Totally'))]
+    ''', [['ValueError']]),
+    'raises: serializers on bad input, no builtin': ('''
+        serializers = module('serializers')
+        result = [raised(lambda: serializers.from_json('{not json')), raised(lambda: serializers.from_yaml('a: [1'))]
+    ''', [[], []]),
 }
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 
-from panoptes_cli.error import IllegalValue
+from panoptes_cli.error import CheckFailed, IllegalValue
 from panoptes_cli.images.pretty import make_pretty_image, pretty_image_path
 from panoptes_cli.images.reading import read_image
 from panoptes_cli.images.timelapse import make_timelapse, timelapse_frames, timelapse_path
@@ -53,7 +53,7 @@ def crop_data(data, box_width: int = 200, center=None, data_only: bool = True, w
     >>> crop_data(data, box_width=7)
     Traceback (most recent call last):
     ...
-    panoptes_cli.error.IllegalValue: IllegalValue: Can't crop a 7 pixel box from data of shape (6, 6)
+    panoptes_cli.error.CheckFailed: CheckFailed: Can't crop a 7 pixel box from data of shape (6, 6)
 
     Args:
         data (numpy.ndarray): Array of data.
@@ -71,8 +71,8 @@ def crop_data(data, box_width: int = 200, center=None, data_only: bool = True, w
         ``astropy.nddata.Cutout2D`` object.
 
     Raises:
-        IllegalValue: The box is larger than the data (the manual only checked the rows,
-            with an assert).
+        CheckFailed: The box is larger than the data (an IllegalValue, and an
+            AssertionError as 0.2.29's assert was; it checked only the rows).
     """
     from astropy.nddata import Cutout2D
 
@@ -80,7 +80,7 @@ def crop_data(data, box_width: int = 200, center=None, data_only: bool = True, w
 
     rows, cols = data.shape[-2:]
     if box_width > rows or box_width > cols:
-        raise IllegalValue(f"Can't crop a {box_width} pixel box from data of shape {data.shape}")
+        raise CheckFailed(f"Can't crop a {box_width} pixel box from data of shape {data.shape}")
     if center is None:
         position = (cols // 2, rows // 2)
     else:

@@ -29,6 +29,15 @@ import numpy as np
 
 from panoptes_cli.error import IllegalValue
 
+
+class BadDataShape(IllegalValue, TypeError):
+    """Data of a shape the Bayer functions cannot split (a TypeError too, as in 0.2.29)."""
+
+
+class BadStampSize(IllegalValue, RuntimeError):
+    """A stamp size get_stamp_slice cannot cut (a RuntimeError too, as in 0.2.29)."""
+
+
 # Where each colour sits in a super-pixel, as (row offset, column offset).
 _OFFSETS = {'R': (1, 0), 'G1': (1, 1), 'G2': (0, 0), 'B': (0, 1)}
 
@@ -107,8 +116,8 @@ def get_rgb_masks(data, separate_green: bool = False) -> np.ndarray:
         the shape of ``data``; it unpacks like the manual's tuple.
     """
     shape = np.shape(data)
-    if len(shape) < 2:
-        raise IllegalValue(f'Bayer masks need 2D (or stacked 2D) data, got shape {shape}')
+    if len(shape) not in (2, 3):
+        raise BadDataShape(f'Bayer masks need 2D data or a stack of 2D frames (3D), got shape {shape}')
     colours = ('R', 'G1', 'G2', 'B')
     masks = np.ones((4, *shape), dtype=bool)
     for index, colour in enumerate(colours):
@@ -255,14 +264,14 @@ def get_stamp_slice(x, y, stamp_size=(14, 14), ignore_superpixel: bool = False) 
         tuple(slice, slice): The (row, column) slices for the data.
 
     Raises:
-        IllegalValue: A side is not 2 + 4k pixels (unless ``ignore_superpixel``),
+        BadStampSize: A side is not 2 + 4k pixels (unless ``ignore_superpixel``),
             or is smaller than 1.
     """
     height, width = (int(side) for side in stamp_size)
     x = _nearest_pixel(x)
     y = _nearest_pixel(y)
     if min(height, width) < 1:
-        raise IllegalValue(f'Invalid stamp size {tuple(stamp_size)}: sides must be positive')
+        raise BadStampSize(f'Invalid stamp size {tuple(stamp_size)}: sides must be positive')
 
     if ignore_superpixel:
         row_start = y - height // 2
@@ -270,7 +279,7 @@ def get_stamp_slice(x, y, stamp_size=(14, 14), ignore_superpixel: bool = False) 
     else:
         for side in (height, width):
             if side % 4 != 2:
-                raise IllegalValue(
+                raise BadStampSize(
                     f'Invalid stamp size {side}: each side must hold the center super-pixel '
                     'and whole super-pixels around it, i.e. 6, 10, 14, 18...')
         row_start = (y - y % 2) - (height - 2) // 2

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from panoptes_cli.error import IllegalValue, InvalidSystemCommand, PanError, Timeout
+from panoptes_cli.error import CheckFailed, IllegalValue, InvalidSystemCommand, MissingFile, PanError, Timeout
 from panoptes_cli.files import atomic_path
 from panoptes_cli.logging import logger
 from panoptes_cli.programs import find_program
@@ -63,11 +63,15 @@ class UndecodableRaw(PanError):
     """A file that neither LibRaw nor dcraw can decode as a raw image."""
 
 
+class MissingRawFile(MissingFile, InvalidSystemCommand):
+    """A raw file that is not there (0.2.29's dcraw call failed with InvalidSystemCommand)."""
+
+
 def existing_file(fname: PathLike) -> Path:
-    """Return ``fname`` as a Path; raise FileNotFoundError unless it is a file."""
+    """Return ``fname`` as a Path; raise MissingRawFile (a FileNotFoundError) unless it is a file."""
     path = Path(fname)
     if not path.is_file():
-        raise FileNotFoundError(2, 'No such file', os.fspath(path))
+        raise MissingRawFile(f'{os.fspath(path)}: No such file')
     return path
 
 
@@ -243,7 +247,8 @@ def read_pgm(fname: PathLike, byteorder: str = '>', remove_after: bool = False) 
         numpy.ndarray: The raw data from the PGM, in native byte order.
 
     Raises:
-        IllegalValue: Not a PGM file, or a truncated one.
+        CheckFailed: Not a PGM file, or a truncated one (an IllegalValue, and an
+            AssertionError as 0.2.29's check was).
     """
     buffer = Path(fname).read_bytes()
     data = _parse_pgm(buffer, os.fspath(fname), byteorder=byteorder)
@@ -266,28 +271,28 @@ def _parse_pgm(buffer: bytes, name: str, byteorder: str = '>') -> np.ndarray:
         while position < len(buffer) and not buffer[position:position + 1].isspace():
             position += 1
         if start == position:
-            raise IllegalValue(f'{name}: not a PGM file (truncated header)')
+            raise CheckFailed(f'{name}: not a PGM file (truncated header)')
         fields.append(buffer[start:position])
     magic = fields[0]
     if magic not in (b'P5', b'P2'):
-        raise IllegalValue(f'{name}: not a PGM file (magic number {magic[:8]!r})')
+        raise CheckFailed(f'{name}: not a PGM file (magic number {magic[:8]!r})')
     try:
         width, height, maxval = (int(field) for field in fields[1:])
     except ValueError:
-        raise IllegalValue(f'{name}: not a PGM file (bad header {fields[1:]!r})') from None
+        raise CheckFailed(f'{name}: not a PGM file (bad header {fields[1:]!r})') from None
     if width <= 0 or height <= 0 or not 0 < maxval < 65536:
-        raise IllegalValue(f'{name}: not a PGM file (size {width}x{height}, maxval {maxval})')
+        raise CheckFailed(f'{name}: not a PGM file (size {width}x{height}, maxval {maxval})')
     dtype = np.dtype(np.uint8) if maxval < 256 else np.dtype(np.uint16).newbyteorder(byteorder)
     if magic == b'P2':
         values = np.array(buffer[position:].split()[:width * height], dtype=np.int64)
         if values.size < width * height:
-            raise IllegalValue(f'{name}: truncated PGM ({values.size} of {width * height} values)')
+            raise CheckFailed(f'{name}: truncated PGM ({values.size} of {width * height} values)')
         return values.astype(dtype.newbyteorder('=')).reshape(height, width)
     # Exactly one whitespace character separates the header from the raster.
     raster_start = position + 1
     count = width * height
     if len(buffer) - raster_start < count * dtype.itemsize:
-        raise IllegalValue(f'{name}: truncated PGM ({len(buffer) - raster_start} of '
+        raise CheckFailed(f'{name}: truncated PGM ({len(buffer) - raster_start} of '
                            f'{count * dtype.itemsize} bytes)')
     data = np.frombuffer(buffer, dtype=dtype, count=count, offset=raster_start)
     return data.reshape(height, width).astype(dtype.newbyteorder('='))
@@ -318,7 +323,7 @@ class _ExifReader:
                 f"{message[-1] if message else f'exit status {self.proc.returncode}'}") from None
         exif = records[0] if records else {}
         if 'Error' in exif:
-            raise IllegalValue(f"{self.fname}: cannot read EXIF: {exif['Error']}")
+            raise CheckFailed(f"{self.fname}: cannot read EXIF: {exif['Error']}")
         return exif
 
     def cancel(self) -> None:
