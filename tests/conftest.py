@@ -150,3 +150,68 @@ def logged_warnings():
     yield messages
     logger.remove(sink)
     logger.disable('panoptes_cli')
+
+
+class DaskCluster:
+    """A real Dask scheduler and worker processes on loopback, for the --scheduler tests.
+
+    Workers run without a nanny, so killing one takes it away for good (as a
+    crashed host would); ``env`` changes a worker's environment (e.g. a PATH
+    without fpack).
+    """
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.port = free_port()
+        self.address = f'tcp://127.0.0.1:{self.port}'
+        self.scheduler = self._start('distributed.cli.dask_scheduler', '--host', '127.0.0.1',
+                                     '--port', str(self.port), '--no-dashboard')
+        self.workers: list[subprocess.Popen] = []
+
+    def _start(self, module, *args, env=None):
+        import sys
+
+        log = open(self.tmp_path / f'dask-{len(list(self.tmp_path.glob("dask-*")))}.log', 'wb')
+        with log:
+            return subprocess.Popen([sys.executable, '-m', module, *args], stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=dict(os.environ, **(env or {})))
+
+    def add_worker(self, env=None) -> subprocess.Popen:
+        """Start one single-threaded worker process and wait until the scheduler has it."""
+        worker = self._start('distributed.cli.dask_worker', self.address, '--nthreads', '1',
+                             '--no-nanny', '--no-dashboard', '--host', '127.0.0.1',
+                             '--memory-limit', '0', '--local-directory', str(self.tmp_path),
+                             env=env)
+        self.workers.append(worker)
+        self.wait_for_workers(len([w for w in self.workers if w.poll() is None]))
+        return worker
+
+    def wait_for_workers(self, count: int, timeout: float = 60) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout=timeout, set_as_default=False) as client:
+            client.wait_for_workers(count, timeout=timeout)
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.scheduler]:
+            if process.poll() is None:
+                process.terminate()
+        for process in [*self.workers, self.scheduler]:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def dask_cluster(tmp_path_factory):
+    """Start a Dask scheduler with two workers on loopback; stop them after the test."""
+    cluster = DaskCluster(tmp_path_factory.mktemp('dask'))
+    try:
+        cluster.add_worker()
+        cluster.add_worker()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,0 +1,96 @@
+"""Batch work on a real Dask cluster (a scheduler and worker processes on loopback)."""
+
+import functools
+import os
+import shutil
+import sys
+
+import pytest
+
+from panoptes_cli import cluster
+from panoptes_cli.error import IllegalValue
+from panoptes_cli.images.fits import header_record
+
+pytestmark = pytest.mark.slow
+
+read_imageid = functools.partial(header_record, keywords=['IMAGEID'])
+
+
+def test_scheduler_address_from_the_environment(monkeypatch):
+    monkeypatch.setenv(cluster.SCHEDULER_VARIABLE, '127.0.0.1:9999')
+    assert cluster.scheduler_address(None) == 'tcp://127.0.0.1:9999'
+    assert cluster.scheduler_address('tcp://[::1]:8786') == 'tcp://[::1]:8786'
+    monkeypatch.delenv(cluster.SCHEDULER_VARIABLE)
+    assert cluster.scheduler_address(None) is None
+    for bad in ('tcp://host:99999', 'host:port', 'ftp://host:1', ''):
+        with pytest.raises(IllegalValue):
+            cluster.scheduler_address(bad)
+
+
+def test_results_come_back_once_each_in_the_callers_spelling(dask_cluster, data_copy, tmp_path):
+    (tmp_path / 'night').mkdir()
+    names = []
+    for number in range(6):
+        data_copy('tiny.fits', f'night/frame{number}.fits')
+        names.append(f'night/frame{number}.fits')
+    outcomes = list(cluster.map_on_cluster(read_imageid, names, dask_cluster.address))
+    assert sorted(outcome.item for outcome in outcomes) == names
+    for outcome in outcomes:
+        assert outcome.error is None
+        assert outcome.result == read_imageid(outcome.item)
+
+
+def test_a_path_no_worker_sees_is_that_files_error_naming_the_worker(dask_cluster, data_copy):
+    data_copy('tiny.fits')
+    outcomes = {outcome.item: outcome for outcome in cluster.map_on_cluster(
+        read_imageid, ['tiny.fits', '/nowhere/frame.fits'], dask_cluster.address)}
+    assert outcomes['tiny.fits'].error is None
+    error = outcomes['/nowhere/frame.fits'].error
+    assert isinstance(error, cluster.WorkerTaskError)
+    assert '/nowhere/frame.fits' in error.msg
+    assert 'on worker tcp://127.0.0.1:' in error.msg
+
+
+def test_a_worker_without_a_program_gets_no_tasks_and_is_named_once(
+        dask_cluster, data_copy, tmp_path, logged_warnings):
+    empty_bin = tmp_path / 'empty-bin'
+    empty_bin.mkdir()
+    dask_cluster.add_worker(env={'PATH': str(empty_bin)})
+    names = [str(data_copy('tiny.fits', f'frame{number}.fits')) for number in range(8)]
+    outcomes = list(cluster.map_on_cluster(read_imageid, names, dask_cluster.address,
+                                           programs=['solve-field']))
+    assert [outcome.error for outcome in outcomes] == [None] * 8
+    lacking = [message for message in logged_warnings if 'lacks solve-field' in message]
+    assert len(lacking) == 1
+
+
+def test_with_no_worker_having_the_program_each_file_says_so(tmp_path_factory, data_copy,
+                                                               tmp_path):
+    from conftest import DaskCluster
+
+    empty_bin = tmp_path / 'empty-bin'
+    empty_bin.mkdir()
+    lonely = DaskCluster(tmp_path_factory.mktemp('dask'))
+    try:
+        lonely.add_worker(env={'PATH': str(empty_bin)})
+        names = [str(data_copy('tiny.fits', f'frame{number}.fits')) for number in range(3)]
+        outcomes = list(cluster.map_on_cluster(read_imageid, names, lonely.address,
+                                               programs=['solve-field']))
+    finally:
+        lonely.stop()
+    assert len(outcomes) == 3
+    for outcome in outcomes:
+        assert 'has solve-field installed' in outcome.error.msg
+
+
+def test_an_unreachable_scheduler_is_one_clear_error():
+    from conftest import free_port
+
+    address = f'tcp://127.0.0.1:{free_port()}'
+    with pytest.raises(cluster.ClusterError, match=f'Dask scheduler {address}: cannot connect'):
+        list(cluster.map_on_cluster(read_imageid, ['x.fits'], address))
+
+
+def test_the_dask_cli_is_the_one_the_project_installs():
+    # Users start clusters with `dask scheduler` / `dask worker` from the same environment.
+    assert shutil.which('dask', path=os.path.dirname(sys.executable)) or shutil.which('dask')
