@@ -27,8 +27,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from panoptes_cli.error import IllegalValue, PanError
 
@@ -43,10 +42,6 @@ _ADDRESS = re.compile(r'^(?:(?P<scheme>tcp|tls)://)?(?P<host>\[[0-9a-fA-F:]+\]|[
 
 class ClusterError(PanError):
     """The Dask scheduler could not be reached or refused the batch."""
-
-
-class WorkerTaskError(PanError):
-    """One file failed on a worker; the message names the worker."""
 
 
 def scheduler_address(value: str | None) -> str | None:
@@ -69,86 +64,133 @@ def redact(address: str) -> str:
     return re.sub(r'//[^@/]*@', '//', address)
 
 
-@dataclass
-class Outcome:
-    """What one item gave: its result, or the error that stopped it."""
+class DaskRunner:
+    """Runs a batch's items as tasks on a Dask cluster: the ``--scheduler`` backend.
+
+    Same interface as the local runner (``map_unordered``), so a command is
+    unaware of where its files are processed. ``programs`` names the external
+    programs the function runs: a worker without one of them is named once in a
+    warning and given none of the tasks; when no worker has them, every item
+    fails with that reason.
+    """
+
+    def __init__(self, address: str, programs: Iterable[str] = ()):
+        self.address = address
+        self.programs = list(programs)
+
+    def map_unordered(self, function: Callable[[str], Any], items: Iterable[str]) -> Iterator:
+        """Yield one Outcome per item as its task finishes; closing the iterator cancels the rest.
+
+        Items are submitted as they arrive (a pipe is read while tasks run). A
+        relative path is sent as its absolute form and comes back in the
+        caller's spelling, in the result and in the error. A worker that dies
+        mid-task has its tasks rerun elsewhere by Dask; each item is yielded
+        exactly once.
+        """
+        import queue
+        import threading
+
+        from distributed import Client
+
+        try:
+            client = Client(self.address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f'Dask scheduler {redact(self.address)}: cannot connect: '
+                               f'{exc or type(exc).__name__}; is `dask scheduler` running there?'
+                               ) from exc
+        finished: queue.Queue = queue.Queue()
+        pending: dict = {}
+        stop = threading.Event()
+        try:
+            workers = self._capable_workers(client)
+            feeder = threading.Thread(
+                target=self._submit_all, daemon=True, name='dask-submit',
+                args=(client, function, items, workers, pending, finished, stop))
+            feeder.start()
+            yielded, total = 0, None
+            while total is None or yielded < total:
+                message = finished.get()
+                if isinstance(message, _AllSubmitted):
+                    total = message.count
+                elif isinstance(message, BaseException):
+                    raise message
+                else:
+                    yielded += 1
+                    yield _outcome(pending.pop(message, None), message)
+        finally:
+            stop.set()
+            if pending:
+                client.cancel(list(pending), force=True)
+            client.close()
+
+    def _submit_all(self, client, function, items, workers, pending, finished, stop):
+        """Submit each item as it is read; report reading errors; say when all are in."""
+        count = 0
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                count += 1
+                if workers == []:
+                    finished.put(_Unrunnable(item, self._none_capable(item)))
+                    continue
+                future = client.submit(_run_on_worker, function, os.path.abspath(item),
+                                       pure=False, workers=workers, allow_other_workers=False)
+                pending[future] = item
+                future.add_done_callback(finished.put)
+        except BaseException as exc:  # noqa: BLE001 - reading items failed: tell the consumer
+            finished.put(exc)
+        else:
+            finished.put(_AllSubmitted(count))
+
+    def _none_capable(self, item: str) -> ClusterError:
+        return ClusterError(f'{item}: no worker of {redact(self.address)} has '
+                            f'{", ".join(self.programs)} installed')
+
+    def _capable_workers(self, client) -> list[str] | None:
+        """Return the workers that have every program (None: any worker will do)."""
+        if not self.programs:
+            return None
+        from panoptes_cli.logging import logger
+
+        capable = []
+        for worker, missing in sorted(client.run(_missing_programs, self.programs).items()):
+            if missing:
+                logger.warning(f'worker {worker} lacks {", ".join(missing)}; '
+                               'it gets no tasks of this batch')
+            else:
+                capable.append(worker)
+        return capable
+
+
+class _AllSubmitted(NamedTuple):
+    """Every item has been read and dispatched: this many results will come."""
+
+    count: int
+
+
+class _Unrunnable(NamedTuple):
+    """An item no worker can run, reported without a task."""
 
     item: str
-    result: Any = None
-    error: BaseException | None = None
+    error: BaseException
 
 
-def map_on_cluster(function: Callable[[str], Any], items: Iterable[str], address: str, *,
-                   programs: Iterable[str] = ()) -> Iterator[Outcome]:
-    """Run ``function(item)`` for every item on the cluster; yield Outcomes as tasks finish.
+def _outcome(item: str | None, future):
+    """Turn a finished future into the caller's Outcome, paths spelled as the caller did."""
+    from panoptes_cli.runner import Outcome
 
-    ``function`` must be importable by the workers (a module-level function of
-    panoptes_cli). Items are paths: a relative one is sent as its absolute
-    form and comes back in the caller's spelling. ``programs`` names the
-    external programs the function runs: a worker without one of them is
-    reported once (a warning) and given none of the tasks; when no worker has
-    them, every item fails with that reason. A worker that dies mid-task has
-    its tasks rerun elsewhere by Dask; an item is yielded exactly once.
-    Closing the generator (or Ctrl-C while iterating) cancels what is pending.
-    """
-    from distributed import Client, as_completed
-
-    from panoptes_cli.logging import logger
-
-    items = list(items)
-    try:
-        client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise ClusterError(f'Dask scheduler {redact(address)}: cannot connect: '
-                           f'{exc or type(exc).__name__}; is `dask scheduler` running there?'
-                           ) from exc
-    futures = {}
-    try:
-        workers = _capable_workers(client, list(programs), logger)
-        if workers == []:
-            missing = ', '.join(programs)
-            for item in items:
-                yield Outcome(item, error=WorkerTaskError(
-                    f'{item}: no worker of {redact(address)} has {missing} installed'))
-            return
-        for item in items:
-            future = client.submit(_run_on_worker, function, _absolute(item), pure=False,
-                                   workers=workers, allow_other_workers=False)
-            futures[future] = item
-        for future in as_completed(futures, loop=client.loop):
-            item = futures.pop(future)
-            yield _outcome(item, future)
-    finally:
-        if futures:
-            client.cancel(list(futures), force=True)
-        client.close()
-
-
-def _outcome(item: str, future) -> Outcome:
-    """Turn a finished future into the caller's Outcome."""
+    if isinstance(future, _Unrunnable):
+        return Outcome(future.item, error=future.error)
     if future.status == 'error':
         # The worker died running it too often (KilledWorker), or Dask itself failed.
         exc = future.exception()
-        return Outcome(item, error=WorkerTaskError(f'{item}: {type(exc).__name__}: {exc}'))
-    result, error = future.result()
+        return Outcome(item, error=ClusterError(f'{item}: {type(exc).__name__}: {exc}'))
+    value, error = future.result()
+    absolute = os.path.abspath(item)
     if error is not None:
-        return Outcome(item, error=error)
-    return Outcome(item, result=_in_callers_spelling(result, item))
-
-
-def _capable_workers(client, programs: list[str], logger) -> list[str] | None:
-    """Return the workers that have every program (None: all of them, no check needed)."""
-    if not programs:
-        return None
-    missing_by_worker = client.run(_missing_programs, programs)
-    capable = []
-    for worker, missing in sorted(missing_by_worker.items()):
-        if missing:
-            logger.warning(f'worker {worker} lacks {", ".join(missing)}; '
-                           'it gets no tasks of this batch')
-        else:
-            capable.append(worker)
-    return capable
+        return Outcome(item, error=_respelled_error(error, absolute, item))
+    return Outcome(item, value=_respelled(value, absolute, item))
 
 
 def _missing_programs(programs: list[str]) -> list[str]:
@@ -157,42 +199,59 @@ def _missing_programs(programs: list[str]) -> list[str]:
 
 
 def _run_on_worker(function: Callable[[str], Any], path: str):
-    """Call the item function on a worker: (result, None) or (None, error naming the worker)."""
+    """Call the item function on a worker: (value, None), or (None, the error naming the worker)."""
     try:
         return function(path), None
     except Exception as exc:  # noqa: BLE001 - every failure is that file's result
-        return None, _worker_error(path, exc)
+        from distributed import get_worker
+
+        return None, _naming_worker(exc, get_worker().address)
 
 
-def _worker_error(path: str, exc: BaseException) -> WorkerTaskError:
-    """Describe a failure the way the command layer would, plus the worker's address."""
-    from distributed import get_worker
+def _naming_worker(exc: Exception, worker: str) -> Exception:
+    """The same exception (same type, so callers judge it alike) with the worker in its text."""
+    import copy
+    import pickle
 
-    if isinstance(exc, PanError) and exc.msg:
-        reason = str(exc.msg)
-    elif isinstance(exc, OSError) and exc.strerror:
-        reason = f'{exc.filename if exc.filename is not None else path}: {exc.strerror}'
+    where = f'on worker {worker}'
+    named = copy.copy(exc)
+    if isinstance(named, PanError):
+        named.msg = f'{named.msg} ({where})' if named.msg else where
+    elif isinstance(named, OSError) and named.strerror:
+        named.strerror = f'{named.strerror} ({where})'
     else:
-        reason = f'{type(exc).__name__}: {exc}' if str(exc) else type(exc).__name__
-    return WorkerTaskError(f'{reason} (on worker {get_worker().address})')
+        named.args = (f'{exc} ({where})',)
+    try:
+        pickle.loads(pickle.dumps(named))
+    except Exception:  # noqa: BLE001 - an exception that cannot travel goes back as its text
+        return PanError(f'{type(exc).__name__}: {exc} ({where})')
+    return named
 
 
-def _absolute(path: str) -> str:
-    return os.path.abspath(path)
-
-
-def _in_callers_spelling(result: Any, item: str) -> Any:
+def _respelled(value: Any, absolute: str, item: str) -> Any:
     """Give paths in a result record back as the caller spelled them (relative stays relative)."""
-    if os.path.isabs(item) or not isinstance(result, dict):
-        return result
-    absolute_item = os.path.abspath(item)
+    if absolute == item or not isinstance(value, dict):
+        return value
     prefix = os.path.abspath('.') + os.sep
 
-    def spelled(value):
-        if value == absolute_item:
+    def spelled(field):
+        if field == absolute:
             return item
-        if isinstance(value, str) and value.startswith(prefix):
-            return os.path.relpath(value)
-        return value
+        if isinstance(field, str) and field.startswith(prefix):
+            return os.path.relpath(field)
+        return field
 
-    return {key: spelled(value) for key, value in result.items()}
+    return {key: spelled(field) for key, field in value.items()}
+
+
+def _respelled_error(error: BaseException, absolute: str, item: str) -> BaseException:
+    """The error with the absolute path the worker saw replaced by the caller's spelling."""
+    if absolute == item:
+        return error
+    if isinstance(error, OSError) and error.filename == absolute:
+        error.filename = item
+    if isinstance(error, PanError) and isinstance(error.msg, str):
+        error.msg = error.msg.replace(absolute, item)
+    error.args = tuple(arg.replace(absolute, item) if isinstance(arg, str) else arg
+                       for arg in error.args)
+    return error
