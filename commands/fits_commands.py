@@ -53,7 +53,7 @@ def header(
 
 
 def _pack_all(files: list[str], unpack: bool, overwrite: bool, keep_original: bool,
-              jobs: int | None):
+              jobs: int | None, scheduler: str | None):
     from functools import partial
 
     from panoptes_cli.images.fits import fpack
@@ -61,7 +61,8 @@ def _pack_all(files: list[str], unpack: bool, overwrite: bool, keep_original: bo
     output.run_batch(files, partial(fpack, unpack=unpack, overwrite=overwrite,
                                     keep_original=keep_original),
                      jobs=jobs, description='Unpacking' if unpack else 'Packing',
-                     record=lambda path, packed: {'filename': path, 'output': packed})
+                     record=lambda path, packed: {'filename': path, 'output': packed},
+                     scheduler=scheduler)
 
 
 @app.command()
@@ -72,6 +73,7 @@ def pack(
     keep_original: bool = typer.Option(False, '--keep-original',
                                        help='Keep each input file instead of removing it.'),
     jobs: int = options.JOBS,
+    scheduler: str = options.SCHEDULER,
 ):
     """Compress FITS files losslessly: x.fits becomes x.fits.fz.
 
@@ -86,7 +88,8 @@ def pack(
 
       panoptes fits pack --keep-original flat.fits
     """
-    _pack_all(files, unpack=False, overwrite=overwrite, keep_original=keep_original, jobs=jobs)
+    _pack_all(files, unpack=False, overwrite=overwrite, keep_original=keep_original, jobs=jobs,
+              scheduler=scheduler)
 
 
 @app.command()
@@ -97,6 +100,7 @@ def unpack(
     keep_original: bool = typer.Option(False, '--keep-original',
                                        help='Keep each .fz file instead of removing it.'),
     jobs: int = options.JOBS,
+    scheduler: str = options.SCHEDULER,
 ):
     """Decompress fpacked FITS files: x.fits.fz becomes x.fits.
 
@@ -110,7 +114,8 @@ def unpack(
 
       panoptes fits unpack --keep-original night/*.fits.fz
     """
-    _pack_all(files, unpack=True, overwrite=overwrite, keep_original=keep_original, jobs=jobs)
+    _pack_all(files, unpack=True, overwrite=overwrite, keep_original=keep_original, jobs=jobs,
+              scheduler=scheduler)
 
 
 @app.command()

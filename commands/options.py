@@ -5,6 +5,7 @@ A flag means the same thing in every command that takes it:
     FILE...          many files; ``-`` reads names (or NDJSON records) from stdin
     -o/--output-dir  the directory outputs are written to
     -j/--jobs        files worked on at once, at least 1
+    --scheduler      run the files as tasks on a Dask cluster instead of here
     -n/--limit       stop after N results
     --overwrite      replace an output that already exists, and nothing else
     --timeout        seconds before giving up (no short form)
@@ -37,6 +38,22 @@ def files(what: str):
 JOBS = typer.Option(
     None, '--jobs', '-j', min=1, show_default=False,
     help='Files worked on at once [default: the number of cores].')
+
+def _scheduler_address(value: str | None) -> str | None:
+    """Check --scheduler (or PANOPTES_DASK_SCHEDULER): a malformed address is a usage error."""
+    from panoptes_cli.cluster import scheduler_address
+
+    try:
+        return scheduler_address(value)
+    except ValueError as exc:
+        raise typer.BadParameter(exc.msg) from None
+
+
+SCHEDULER = typer.Option(
+    None, '--scheduler', metavar='ADDRESS', callback=_scheduler_address, show_default=False,
+    help='Run each file as a task on the Dask cluster of this scheduler (tcp://HOST:8786; '
+         'also PANOPTES_DASK_SCHEDULER) instead of here; --jobs is then the cluster\'s. '
+         'Workers must see the files under the same paths.')
 
 OUTPUT_DIR = typer.Option(
     None, '--output-dir', '-o', file_okay=False, exists=True, show_default=False,

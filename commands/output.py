@@ -363,21 +363,29 @@ class _BatchItem:
 
 
 def run_batch(files: list[str], function, *, jobs: int | None, description: str,
-              record) -> None:
+              record, scheduler: str | None = None, programs: Iterable[str] = ()) -> None:
     """Run ``function`` on every input file through the runner; print a record for each.
 
     ``function(path)`` runs ``jobs`` at a time (default: one per core), in
     worker processes when more than one, and must be picklable (a core
-    function, or a functools.partial of one). Each success prints
-    ``record(path, value)`` as it finishes; each failure is reported and the
-    rest go on (exit status 1 at the end). Names on stdin start as they arrive.
+    function, or a functools.partial of one). With ``scheduler`` (a Dask
+    scheduler address) each file is a task on that cluster instead, on the
+    workers that have the external ``programs`` the function runs. Each
+    success prints ``record(path, value)`` as it finishes; each failure is
+    reported and the rest go on (exit status 1 at the end). Names on stdin
+    start as they arrive.
     """
-    from panoptes_cli.runner import make_runner
-
     total = None if '-' in files else len(files)
     jobs = jobs or os.cpu_count() or 1
     with Batch() as batch, progress(total, description) as advance:
-        runner = make_runner(min(jobs, total) if total else jobs)
+        if scheduler:
+            from panoptes_cli.cluster import DaskRunner
+
+            runner = DaskRunner(scheduler, programs)
+        else:
+            from panoptes_cli.runner import make_runner
+
+            runner = make_runner(min(jobs, total) if total else jobs)
         with contextlib.closing(runner.map_unordered(function, batch.inputs(files))) as outcomes:
             for outcome in outcomes:
                 advance()

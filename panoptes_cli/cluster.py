@@ -229,8 +229,8 @@ def _naming_worker(exc: Exception, worker: str) -> Exception:
 
 
 def _respelled(value: Any, absolute: str, item: str) -> Any:
-    """Give paths in a result record back as the caller spelled them (relative stays relative)."""
-    if absolute == item or not isinstance(value, dict):
+    """Give paths in a result back as the caller spelled them (relative stays relative)."""
+    if absolute == item:
         return value
     prefix = os.path.abspath('.') + os.sep
 
@@ -241,7 +241,9 @@ def _respelled(value: Any, absolute: str, item: str) -> Any:
             return os.path.relpath(field)
         return field
 
-    return {key: spelled(field) for key, field in value.items()}
+    if isinstance(value, dict):
+        return {key: spelled(field) for key, field in value.items()}
+    return spelled(value)
 
 
 def _respelled_error(error: BaseException, absolute: str, item: str) -> BaseException:

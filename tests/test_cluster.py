@@ -126,3 +126,78 @@ def test_a_worker_killed_mid_batch_loses_no_file_and_doubles_none(dask_cluster, 
     assert [outcome.error for outcome in seen] == [None] * len(names)
     for name in names:
         assert getwcs(name).is_celestial
+
+
+def _ndjson(text: str) -> list[dict]:
+    import json
+
+    return sorted((json.loads(line) for line in text.splitlines()), key=lambda r: r['filename'])
+
+
+def test_pack_on_the_cluster_prints_and_writes_what_jobs_2_does(dask_cluster, data_copy,
+                                                                 tmp_path, run_panoptes):
+    for place in ('local', 'cluster'):
+        (tmp_path / place).mkdir()
+        for number in range(4):
+            data_copy('unsolved.fits', f'{place}/frame{number}.fits')
+    local = run_panoptes('fits', 'pack', '--jobs', '2', *sorted(
+        f'local/{path.name}' for path in (tmp_path / 'local').iterdir()))
+    on_cluster = run_panoptes('fits', 'pack', '--scheduler', dask_cluster.address, *sorted(
+        f'cluster/{path.name}' for path in (tmp_path / 'cluster').iterdir()))
+    assert (local.returncode, on_cluster.returncode) == (0, 0), on_cluster.stderr
+    assert [{key: value.replace('local/', 'cluster/') for key, value in record.items()}
+            for record in _ndjson(local.stdout)] == _ndjson(on_cluster.stdout)
+    for number in range(4):
+        packed = (tmp_path / 'cluster' / f'frame{number}.fits.fz').read_bytes()
+        assert _timeless(packed) == _timeless(
+            (tmp_path / 'local' / f'frame{number}.fits.fz').read_bytes())
+
+
+def _timeless(packed: bytes) -> bytes:
+    """fpack's bytes without the time it writes: the CHECKSUM card (it covers that time) and
+    the 'updated <time>' comments; DATASUM, the data's own checksum, is kept."""
+    import re
+
+    packed = re.sub(rb"CHECKSUM= '.{16}'", b"CHECKSUM= '?'", packed)
+    return re.sub(rb'updated \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d', b'updated ?', packed)
+
+
+def test_a_missing_file_on_the_cluster_fails_alone(dask_cluster, data_copy, run_panoptes):
+    data_copy('tiny.fits')
+    result = run_panoptes('fits', 'pack', '--keep-original', '--scheduler',
+                          dask_cluster.address, 'tiny.fits', 'missing.fits')
+    assert result.returncode == 1
+    assert _ndjson(result.stdout) == [{'filename': 'tiny.fits', 'output': 'tiny.fits.fz'}]
+    errors = [line for line in result.stderr.splitlines() if line.startswith('Error:')]
+    assert len(errors) == 1
+    assert errors[0].startswith('Error: missing.fits: ')
+    assert 'on worker tcp://127.0.0.1:' in errors[0]
+
+
+def test_scheduler_address_errors(cli, run_panoptes, monkeypatch):
+    from conftest import free_port
+
+    bad = cli('fits', 'pack', '--scheduler', 'http://x', 'a.fits')
+    assert bad.exit_code == 2
+    assert 'not a Dask scheduler address' in bad.output + (bad.stderr or '')
+    address = f'tcp://127.0.0.1:{free_port()}'
+    unreachable = run_panoptes('fits', 'pack', 'a.fits', env={cluster.SCHEDULER_VARIABLE: address})
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.splitlines()[-1].startswith(
+        f'Error: Dask scheduler {address}: cannot connect')
+
+
+def test_without_a_scheduler_nothing_imports_dask(data_copy):
+    import subprocess
+
+    data_copy('tiny.fits')
+    script = ('import sys\n'
+              'from typer.testing import CliRunner\n'
+              'from panoptes_cli.commands.main import app\n'
+              "result = CliRunner().invoke(app, ['fits', 'pack', '--keep-original', 'tiny.fits'])\n"
+              'assert result.exit_code == 0, result.output\n'
+              "print(sorted(name for name in sys.modules if name.split('.')[0] in "
+              "('dask', 'distributed')))\n")
+    shown = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                           check=True)
+    assert shown.stdout.strip() == '[]'
