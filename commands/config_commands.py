@@ -57,7 +57,15 @@ def run(
                              '127.0.0.1 (this host only).'),
     port: int = typer.Option(None, '--port', help='Port; default $PANOPTES_CONFIG_PORT, else 6563.'),
     public: bool = typer.Option(
-        False, '--public', help='Listen on every interface (0.0.0.0) so other hosts can connect.'),
+        False, '--public',
+        help='Listen on every interface (0.0.0.0) so other hosts can connect: anyone who can '
+             'reach the port can read and change the config (see Security in the README).'),
+    allow_hosts: list[str] = typer.Option(
+        None, '--allow-host', metavar='NAME',
+        help='Also answer requests naming the server NAME (their Host header), e.g. the '
+             "host's DNS name for other hosts; repeat for more. Loopback names, the listening "
+             'address and, with --public, this host\'s own name and any address are always '
+             'answered.'),
     load_local: bool = typer.Option(
         True, '--load-local/--no-load-local',
         help='Merge <name>_local.yaml over the config file.'),
@@ -94,7 +102,8 @@ def run(
     if save_local is None:
         save_local = not is_bundled_config(config_file)
     server = ConfigServer(config_file, host='0.0.0.0' if public else host, port=port,
-                          load_local=load_local, save_local=save_local)
+                          load_local=load_local, save_local=save_local,
+                          allow_hosts=allow_hosts or ())
     saving = (f'saving changes to {server.store.local_path}' if save_local
               else 'changes are not saved')
     sys.stderr.write(f'Serving {config_file} at {server.url} ({saving}); Ctrl-C stops it\n')

@@ -23,6 +23,8 @@ import re
 from datetime import date as _date, datetime as _datetime, timezone
 
 from panoptes_cli.error import InvalidDeserialization, InvalidSerialization
+from panoptes_cli.limits import (
+    MAX_DEPTH, LimitExceeded, check_flow_depth, check_yaml_document, loads)
 
 # ISO-8601 date and time, with optional seconds, fraction and UTC offset.
 _ISO_DATETIME = re.compile(
@@ -274,6 +276,8 @@ def to_json(obj, filename=None, append=True, **kwargs) -> str:
     """
     try:
         text = json.dumps(obj, default=_json_default, **kwargs)
+    except RecursionError:
+        raise InvalidSerialization('cannot serialize to JSON: nested too deeply') from None
     except (TypeError, ValueError) as err:
         where = _find_unserializable(obj) or '<top level>'
         raise InvalidSerialization(f'cannot serialize {where!r} to JSON: {err}') from err
@@ -315,7 +319,7 @@ def from_json(msg: str):
     panoptes_cli.error.InvalidDeserialization: InvalidDeserialization: invalid JSON: Expecting value: line 1 column 12 (char 11)
     """
     try:
-        loaded = json.loads(msg)
+        loaded = loads(msg)
     except (TypeError, ValueError) as err:
         raise InvalidDeserialization(f'invalid JSON: {err}') from err
     return deserialize_all_objects(loaded)
@@ -424,11 +428,43 @@ def from_yaml(msg, parse=True):
     """
     from ruamel.yaml.error import YAMLError
 
+    if hasattr(msg, 'read'):
+        msg = msg.read()
     try:
+        check_flow_depth(msg)
         loaded = _round_trip_yaml().load(msg)
+        check_yaml_document(loaded)
     except YAMLError as err:
         raise InvalidDeserialization(f'invalid YAML: {" ".join(str(err).split())}') from err
+    except RecursionError:
+        err = LimitExceeded('nested too deeply', _deepest_line(msg))
+        raise InvalidDeserialization(f'invalid YAML: {err}') from err
+    except LimitExceeded as err:
+        raise InvalidDeserialization(f'invalid YAML: {err}') from err
     return deserialize_all_objects(loaded) if parse else loaded
+
+
+def _deepest_line(text, limit: int = MAX_DEPTH):
+    """Return the 1-based line where YAML text first nests deeper than ``limit``, if it does.
+
+    ruamel's parser reads events without recursing (its composer recurses), so
+    this finds the line of an indented document too deep to load.
+    """
+    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
+
+    depth = 0
+    try:
+        for event in _round_trip_yaml().parse(text):
+            if isinstance(event, CollectionStartEvent):
+                depth += 1
+                if depth > limit:
+                    return event.start_mark.line + 1
+            elif isinstance(event, CollectionEndEvent):
+                depth -= 1
+    except YAMLError:
+        return None
+    return None
 
 
 def to_yaml(obj, **kwargs) -> str:
@@ -457,5 +493,7 @@ def to_yaml(obj, **kwargs) -> str:
 
     try:
         return _round_trip_yaml().dump(serialize_all_objects(obj), **kwargs)
+    except RecursionError:
+        raise InvalidSerialization('cannot serialize to YAML: nested too deeply') from None
     except YAMLError as err:
         raise InvalidSerialization(f'cannot serialize to YAML: {err}') from err

@@ -18,12 +18,14 @@ Keys are dotted paths with list indexes, as in ``cameras.devices[1].model``.
 import errno
 import os
 import re
+import stat
 from pathlib import Path
 
 from scalpl import Cut
 
 from panoptes_cli.error import InvalidConfig, InvalidDeserialization
 from panoptes_cli.files import atomic_write
+from panoptes_cli.limits import MAX_CONFIG_BYTES, LimitExceeded, check_key
 
 # The unit config shipped inside the package: what `panoptes config run` serves
 # when no file is named.
@@ -73,6 +75,14 @@ def local_config_path(path) -> Path:
 def _read_config_file(path: Path, parse: bool):
     """Load one YAML config file; every failure is an InvalidConfig naming the file (and line)."""
     try:
+        # Stat first: reading a FIFO or a device would block or never end.
+        info = path.stat()
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+            raise InvalidConfig(f'{path}: not a regular file (a pipe or a device); '
+                                'a config file is a YAML file on disk')
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise InvalidConfig(f'{path}: {info.st_size} bytes, larger than the '
+                                f'{MAX_CONFIG_BYTES} bytes a config file may have')
         text = path.read_text(encoding='utf-8')
     except FileNotFoundError:
         raise InvalidConfig(f'{path}: no such config file') from None
@@ -108,7 +118,10 @@ def parse_config_text(text: str, where: str = '<string>', parse: bool = True):
 
 
 def _describe_yaml_error(err) -> str:
-    """Return ``invalid YAML at line L, column C: <problem>`` for a ruamel error."""
+    """Return ``invalid YAML at line L, column C: <problem>`` for a ruamel error or a limit."""
+    if isinstance(err, LimitExceeded):
+        where = f' at line {err.line}' if err.line else ''
+        return f'YAML{where} refused: {err}; write the values out instead of nesting them or using aliases'
     mark = getattr(err, 'problem_mark', None) or getattr(err, 'context_mark', None)
     problem = getattr(err, 'problem', None) or getattr(err, 'context', None) or str(err)
     problem = ' '.join(str(problem).split())
@@ -344,6 +357,10 @@ def _check_key(key) -> None:
     if not isinstance(key, str):
         raise InvalidConfig(f'bad config key {key!r}: a key is a string like location.horizon, '
                             f'not a {type(key).__name__}')
+    try:
+        check_key(key)
+    except LimitExceeded as err:
+        raise InvalidConfig(f'bad config key {key[:40]!r}...: {err}') from None
     if _KEY.fullmatch(key):
         return
     parts = key.split('.')

@@ -37,14 +37,17 @@ build Python objects.
 import copy
 import functools
 import gc
+import ipaddress
 import json
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import socket
 import sys
 import threading
+import time
 
 import bottle
 
@@ -56,11 +59,13 @@ from panoptes_cli.config.helpers import (
     load_config,
     local_config_path,
     lookup,
+    parse_config_text,
     plain_config,
     top_name,
 )
 from panoptes_cli.error import BadConnection, InvalidConfig, PanError
 from panoptes_cli.files import atomic_write
+from panoptes_cli.limits import MAX_DEPTH, LimitExceeded, check_depth, check_key, loads
 from panoptes_cli.serializers import serialize_all_objects, serialize_object, to_yaml
 
 # The server listens on loopback only unless told otherwise.
@@ -78,6 +83,23 @@ WAITRESS_MAX_BODY_BYTES = 16 * MAX_BODY_BYTES
 # every set waiting for it, so it gets more threads to let saves be shared.
 THREADS = 2
 SAVING_THREADS = 8
+
+# Connections: a client holds no thread while it is idle (waitress reads
+# without blocking), only a socket. Past CONNECTION_LIMIT the idlest are closed
+# to make room, so idle or slow connections can never keep a client out.
+# IDLE_TIMEOUT closes kept-alive connections nobody uses (clients reconnect
+# unseen); a request must arrive whole within REQUEST_READ_TIMEOUT of its
+# first byte (a "slowloris" sends one byte at a time). A host other than this
+# one may hold at most CONNECTIONS_PER_CLIENT.
+CONNECTION_LIMIT = 1000
+IDLE_TIMEOUT = 30.0
+REQUEST_READ_TIMEOUT = 10.0
+CONNECTIONS_PER_CLIENT = 64
+CLEANUP_INTERVAL = 1.0
+# Names a browser may use for a server on this host that DNS rebinding cannot take.
+LOOPBACK_NAMES = frozenset({'localhost', 'localhost.localdomain', 'ip6-localhost', 'ip6-loopback'})
+# Addresses that mean "every interface".
+ANY_ADDRESS = frozenset({'0.0.0.0', '::', ''})
 
 _MISSING = object()
 
@@ -123,13 +145,14 @@ class ConfigStore:
             raise InvalidConfig(f'{self.local_path.parent}: not writable, so changes cannot be '
                                 f'saved to {self.local_path.name}; do not save local changes '
                                 '(--no-save-local) or serve a config from a writable directory')
-        # _lock guards the config; _save_lock orders the saves. A save takes a
-        # snapshot under _lock, writes outside it, and covers every set made
-        # before the snapshot, so concurrent setters share one write.
+        # _lock guards the config. With save_local, sets are queued and one
+        # thread at a time (holding _save_lock) applies every set waiting to a
+        # copy, saves it and only then makes it the live config, so a set that
+        # cannot be saved changes nothing, and one save covers many sets.
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()
-        self._version = 0
-        self._saved_version = 0
+        self._queue_lock = threading.Lock()
+        self._queue = []
         self._config = self._load(load_local)
 
     def _load(self, load_local: bool) -> dict:
@@ -147,42 +170,85 @@ class ConfigStore:
 
         Values are stored as sent (JSON data: ``"45 deg"`` stays a string, which
         clients read as a Quantity), so a set never runs astropy in the server.
-        With ``save_local``, returns once they are on disk.
+        A key and value together may nest at most :data:`~panoptes_cli.limits.MAX_DEPTH`
+        levels. With ``save_local``, the whole config is written as YAML and
+        read back before the set is acknowledged; returns once it is on disk,
+        and if it cannot be saved, raises and changes nothing.
         """
         if not isinstance(updates, dict) or not updates:
             raise InvalidConfig('nothing to set: send a JSON object like {"location.horizon": "45 deg"}')
         values = dict(updates)
-        with self._lock:
-            if len(values) == 1:
-                # assign() changes nothing unless it can set the whole key.
-                [(key, value)] = values.items()
-                assign(self._config, key, value)
-            else:
-                self._set_all(values)
-            self._version += 1
-            version = self._version
-        if self.save_local:
-            try:
-                self._save(version)
-            except OSError as err:
-                raise PanError(f'{", ".join(values)} set in the running server but not saved to '
-                               f'{self.local_path}: {err.strerror or err}') from None
+        for key, value in values.items():
+            _check_setting(key, value)
+        if not self.save_local:
+            with self._lock:
+                _assign_all(self._config, values)
+            return values
+        pending = _PendingSet(values)
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._save_lock:
+            if not pending.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+        if pending.error is not None:
+            raise pending.error
         return values
 
-    def _set_all(self, values: dict) -> None:
-        """Set several keys; if one fails, put back what the others changed."""
-        top_names = {top_name(key) for key in values}
-        saved = {name: copy.deepcopy(self._config[name]) for name in top_names if name in self._config}
+    def _commit(self, batch: list) -> None:
+        """Apply queued sets to a copy of the config, save it and make it live; or fail them all."""
+        with self._lock:
+            # A structural copy (fast): the live config stays as it is until saved.
+            candidate = serialize_all_objects(self._config)
+        applied = []
+        for pending in batch:
+            try:
+                _assign_all(candidate, pending.updates)
+            except PanError as err:
+                pending.error = err
+            else:
+                applied.append(pending)
+            pending.done = True
+        if not applied:
+            return
         try:
-            for key, value in values.items():
-                assign(self._config, key, value)
-        except PanError:
-            for name in top_names:
-                if name in saved:
-                    self._config[name] = saved[name]
-                else:
-                    self._config.pop(name, None)
-            raise
+            self._write(candidate, [pending.updates for pending in applied])
+        except InvalidConfig as err:
+            if len(applied) > 1:
+                # One set spoiled the save: try each alone, so only it fails.
+                for pending in applied:
+                    pending.error = None
+                    self._commit([pending])
+                return
+            applied[0].error = err
+            return
+        except PanError as err:
+            for pending in applied:
+                pending.error = err
+            return
+        with self._lock:
+            self._config = candidate
+
+    def _write(self, config: dict, sets: list) -> None:
+        """Save ``config`` to the local file once it reads back with every value of ``sets``."""
+        keys = ', '.join(key for updates in sets for key in updates)
+        try:
+            text = to_yaml(config)
+            reloaded = parse_config_text(text, str(self.local_path), parse=False)
+        except PanError as err:
+            raise InvalidConfig(f'cannot set {keys}: the config would not save and load again: '
+                                f'{err.msg}') from None
+        for updates in sets:
+            for key, value in updates.items():
+                if plain_config(lookup(reloaded, key)) != value:
+                    raise InvalidConfig(f'cannot set {key}: the value would not read back as '
+                                        'it was sent from the saved YAML')
+        try:
+            atomic_write(self.local_path, text)
+        except (OSError, UnicodeError) as err:
+            reason = getattr(err, 'strerror', None) or str(err)
+            raise PanError(f'{keys} not set: cannot save to {self.local_path}: {reason}') from None
 
     def reset(self, load_local=None) -> list:
         """Reload the config files, dropping unsaved changes; return the files read.
@@ -194,28 +260,60 @@ class ConfigStore:
         """
         load_local = self.load_local if load_local is None else load_local
         config = self._load(load_local)
-        with self._lock:
-            self._config = config
-            self._version += 1
-            version = self._version
-        if self.save_local and not load_local:
-            self._save(version)
+        with self._save_lock:
+            if self.save_local and not load_local:
+                try:
+                    atomic_write(self.local_path, to_yaml(config))
+                except OSError as err:
+                    raise PanError(f'config not reset: cannot save to {self.local_path}: '
+                                   f'{err.strerror or err}') from None
+            with self._lock:
+                self._config = config
         files = list(self.config_files)
         if load_local:
             files += [str(local_config_path(name)) for name in self.config_files
                       if local_config_path(name).exists()]
         return files
 
-    def _save(self, version: int) -> None:
-        with self._save_lock:
-            if self._saved_version >= version:
-                return
-            with self._lock:
-                # A structural copy (fast); the YAML is written outside the lock.
-                config = serialize_all_objects(self._config)
-                snapshot = self._version
-            atomic_write(self.local_path, to_yaml(config))
-            self._saved_version = snapshot
+
+class _PendingSet:
+    """A set waiting to be saved; ``done`` once a save covered it (``error`` if it failed)."""
+
+    def __init__(self, updates: dict):
+        self.updates = updates
+        self.done = False
+        self.error = None
+
+
+def _check_setting(key, value) -> None:
+    """Raise InvalidConfig unless ``key`` is a dotted key and with ``value`` nests at most MAX_DEPTH."""
+    top_name(key)  # checks the key
+    try:
+        check_depth(value, MAX_DEPTH - check_key(key))
+    except LimitExceeded as err:
+        raise InvalidConfig(f'cannot set {key[:60]}: the key and its value are {err}; a config '
+                            f'nests at most {MAX_DEPTH} levels') from None
+
+
+def _assign_all(config: dict, values: dict) -> None:
+    """Set several keys; if one fails, put back what the others changed."""
+    if len(values) == 1:
+        # assign() changes nothing unless it can set the whole key.
+        [(key, value)] = values.items()
+        assign(config, key, value)
+        return
+    top_names = {top_name(key) for key in values}
+    saved = {name: copy.deepcopy(config[name]) for name in top_names if name in config}
+    try:
+        for key, value in values.items():
+            assign(config, key, value)
+    except PanError:
+        for name in top_names:
+            if name in saved:
+                config[name] = saved[name]
+            else:
+                config.pop(name, None)
+        raise
 
 
 # --- The bottle application -------------------------------------------------------------
@@ -232,6 +330,111 @@ class _TooLarge(_BadRequest):
     status = 413
 
 
+class _Forbidden(_BadRequest):
+    """The request names another host or comes from a web page (HTTP 403)."""
+
+    status = 403
+
+
+class _NotJSON(_BadRequest):
+    """A body that does not say it is JSON (HTTP 415)."""
+
+    status = 415
+
+
+# Endpoints that change the server's state.
+_STATE_CHANGING = frozenset({'/set-config', '/reset-config'})
+
+
+class RequestGuard:
+    """Decide which requests the server answers: its own names, no web pages, JSON bodies.
+
+    A web page the host's browser opens can send requests to the server. It
+    cannot set a JSON ``Content-Type`` without the browser first asking the
+    server's leave (a CORS preflight, which is never granted), its browser
+    names the page's site in ``Origin``, and a page reaching the server through
+    a name it controls (DNS rebinding) sends that name as ``Host``. So the
+    server answers only ``Host`` values naming it (loopback names and
+    addresses, the address it listens on, and ``allow_hosts``; any address
+    when it listens on every interface, since rebinding needs a name), refuses
+    an ``Origin`` other than its own, and takes bodies only as JSON.
+
+    >>> guard = RequestGuard('127.0.0.1', 6563)
+    >>> guard.host_allowed('localhost:6563'), guard.host_allowed('evil.example:6563')
+    (True, False)
+    >>> guard.origin_allowed('http://127.0.0.1:6563'), guard.origin_allowed('http://evil.example')
+    (True, False)
+    """
+
+    def __init__(self, bound_host: str, port: int, allow_hosts=()):
+        self.port = port
+        self.any_address = bound_host in ANY_ADDRESS
+        names = set(LOOPBACK_NAMES) | {_host_name(bound_host)}
+        names |= {_host_name(name) for name in allow_hosts}
+        if self.any_address:
+            names |= {_host_name(socket.gethostname()), _host_name(socket.getfqdn())}
+        self.names = frozenset(names - {''})
+
+    def host_allowed(self, host: str) -> bool:
+        """Return True if a ``Host`` header (``name[:port]``) names this server."""
+        name = _host_name(host)
+        if name in self.names:
+            return True
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return address.is_loopback or self.any_address
+
+    def origin_allowed(self, origin: str) -> bool:
+        """Return True if an ``Origin`` header is this server itself (a page it served)."""
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(origin)
+            port = parts.port or {'http': 80, 'https': 443}.get(parts.scheme)
+        except ValueError:
+            return False
+        return (parts.scheme in ('http', 'https') and port == self.port
+                and parts.hostname is not None and self.host_allowed(parts.hostname))
+
+    def check(self, request) -> None:
+        """Raise _Forbidden or _NotJSON for a request this server must not answer."""
+        host = request.environ.get('HTTP_HOST')
+        # HTTP/1.0 clients may send no Host; browsers always send one.
+        if host is not None and not self.host_allowed(host):
+            raise _Forbidden(f'Host {host[:100]!r} does not name this server; if clients reach it '
+                             "by that name, start it with '--allow-host NAME'")
+        origin = request.environ.get('HTTP_ORIGIN')
+        if origin is not None and not self.origin_allowed(origin):
+            raise _Forbidden(f'requests from web pages ({origin[:100]}) are refused')
+        # A body, or any request that changes state, must say it is JSON
+        # (an empty POST to /heartbeat carries nothing to trust).
+        if (request.content_length > 0 or request.path in _STATE_CHANGING) \
+                and not _is_json(request):
+            raise _NotJSON(f'{request.path} takes JSON: send the header '
+                           "'Content-Type: application/json'")
+
+
+def _is_json(request) -> bool:
+    media_type = request.environ.get('CONTENT_TYPE', '').split(';', 1)[0]
+    return media_type.strip().lower() == 'application/json'
+
+
+def _host_name(host: str) -> str:
+    """The name or address in a ``Host`` header: no port or brackets, lower case.
+
+    >>> _host_name('[::1]:6563'), _host_name('LocalHost.:6563'), _host_name('10.0.0.2')
+    ('::1', 'localhost', '10.0.0.2')
+    """
+    host = host.strip().lower()
+    if host.startswith('['):
+        host = host[1:].partition(']')[0]
+    elif host.count(':') == 1:
+        host = host.partition(':')[0]
+    return host.rstrip('.')
+
+
 def _reject_constant(name):
     raise ValueError(f'{name} is not a number JSON allows')
 
@@ -245,7 +448,10 @@ def _request_json():
     if not raw.strip():
         return None
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        return loads(raw, parse_constant=_reject_constant)
+    except LimitExceeded as err:
+        raise _BadRequest(f'request body refused: {err}; a config nests at most '
+                          f'{MAX_DEPTH} levels') from None
     except ValueError as err:
         raise _BadRequest(f'invalid JSON in the request body: {err}') from None
 
@@ -261,6 +467,7 @@ def _json_endpoint(handler):
         response = bottle.response
         response.content_type = 'application/json'
         try:
+            bottle.request.app.config['panoptes.guard'].check(bottle.request)
             return handler()
         except (_BadRequest, InvalidConfig) as err:
             response.status = getattr(err, 'status', 400)
@@ -395,7 +602,8 @@ def _log_sink(spec, stream_name: str):
     raise ValueError(f"bad log destination {spec!r}: use 'default', 'logger', a file or None")
 
 
-def make_app(store: ConfigStore, on_stop=None, access_logs=None, error_logs='logger'):
+def make_app(store: ConfigStore, on_stop=None, access_logs=None, error_logs='logger',
+             guard: RequestGuard | None = None):
     """Return the bottle application serving ``store``.
 
     Args:
@@ -403,9 +611,12 @@ def make_app(store: ConfigStore, on_stop=None, access_logs=None, error_logs='log
         on_stop (callable, optional): Called when a client sets ``config_server.running`` to false.
         access_logs, error_logs: Where request lines and internal errors go, as in
             :func:`config_server`.
+        guard (RequestGuard, optional): Which requests to answer; default: those
+            of a server on 127.0.0.1:6563.
     """
     app = bottle.Bottle(catchall=True, autojson=False)
     app.config['panoptes.store'] = store
+    app.config['panoptes.guard'] = guard or RequestGuard(DEFAULT_HOST, 6563)
     app.config['panoptes.on_stop'] = on_stop
     app.config['panoptes.error_log'] = _log_sink(error_logs, 'stderr')
     app.route('/get-config', ['GET', 'POST'], get_config_entry)
@@ -425,6 +636,80 @@ def make_app(store: ConfigStore, on_stop=None, access_logs=None, error_logs='log
 
 
 # --- Serving ----------------------------------------------------------------------------
+
+def _bound_connections(server) -> None:
+    """Make a waitress server close idle, slow and surplus connections (see CONNECTION_LIMIT)."""
+    from waitress.channel import HTTPChannel
+    from waitress.server import BaseWSGIServer
+
+    class Channel(HTTPChannel):
+        """A connection that another host may open only CONNECTIONS_PER_CLIENT of."""
+
+        def __init__(self, server, sock, addr, adj, map=None):
+            super().__init__(server, sock, addr, adj, map)
+            client = addr[0] if isinstance(addr, tuple) else None
+            if client is None or _is_loopback(client):
+                return
+            same_client = sum(1 for channel in list(server.active_channels.values())
+                              if isinstance(channel.addr, tuple) and channel.addr[0] == client)
+            if same_client > CONNECTIONS_PER_CLIENT:
+                self.will_close = True
+
+    def maintenance(listener, now):
+        # waitress's own maintenance closes channels idle past channel_timeout;
+        # this also closes those whose request has been arriving for too long.
+        for channel in list(listener.active_channels.values()):
+            request = channel.request
+            if request is None or channel.requests:
+                if not channel.requests and channel.last_activity < now - IDLE_TIMEOUT:
+                    channel.will_close = True
+                continue
+            started = getattr(channel, 'panoptes_request_started', None)
+            if started is None or started[0] is not request:
+                channel.panoptes_request_started = (request, now)
+            elif now - started[1] > REQUEST_READ_TIMEOUT:
+                channel.will_close = True
+
+    def readable(listener, original=None):
+        if len(listener._map) >= CONNECTION_LIMIT:
+            _close_idlest(listener)
+        return original()
+
+    listeners = ([server] if isinstance(server, BaseWSGIServer) else
+                 [item for item in server.map.values() if isinstance(item, BaseWSGIServer)])
+    for listener in listeners:
+        listener.channel_class = Channel
+        listener.maintenance = functools.partial(maintenance, listener)
+        listener.readable = functools.partial(readable, listener, original=listener.readable)
+
+
+def _close_idlest(listener) -> None:
+    """Close the longest-idle connections not being answered, a tenth of the limit at a time."""
+    idle = [channel for channel in listener.active_channels.values()
+            if not channel.requests and not channel.will_close]
+    idle.sort(key=lambda channel: channel.last_activity)
+    surplus = len(listener._map) - CONNECTION_LIMIT + CONNECTION_LIMIT // 10
+    for channel in idle[:surplus]:
+        channel.will_close = True
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.partition('%')[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _allow_enough_files() -> None:
+    """Raise this process's open-file limit so CONNECTION_LIMIT connections fit in it."""
+    import resource
+
+    needed = CONNECTION_LIMIT + CONNECTION_LIMIT // 5 + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
 
 def _raise_system_exit(signum, frame):
     # waitress stops its loop cleanly on SystemExit: requests in hand finish first.
@@ -447,28 +732,38 @@ class ConfigServer:
         load_local (bool): Merge ``<stem>_local.yaml`` files, default True.
         save_local (bool): Save every set to the local file before answering, default False.
         access_logs, error_logs: As for :func:`config_server`.
+        allow_hosts (list of str, optional): More names clients may reach the
+            server by (``Host`` headers), besides loopback names and addresses
+            and ``host``; see :class:`RequestGuard`.
     """
 
     def __init__(self, config_file=None, host=None, port=None, load_local=True, save_local=False,
-                 access_logs=None, error_logs='logger'):
+                 access_logs=None, error_logs='logger', allow_hosts=()):
         import waitress
 
         self.store = ConfigStore(config_file or default_config_file(), load_local, save_local)
         host, port = server_address(host, port, default_host=DEFAULT_HOST)
-        app = make_app(self.store, self.stop, access_logs, error_logs)
+        self.allow_hosts = list(allow_hosts or ())
+        guard = RequestGuard(host, port, self.allow_hosts)
+        app = make_app(self.store, self.stop, access_logs, error_logs, guard)
         threads = SAVING_THREADS if save_local else THREADS
+        _allow_enough_files()
         try:
             self._server = waitress.create_server(
                 app, host=host, port=port, threads=threads, ident='panoptes-config-server',
                 asyncore_use_poll=True, max_request_body_size=WAITRESS_MAX_BODY_BYTES,
-                clear_untrusted_proxy_headers=True)
+                clear_untrusted_proxy_headers=True,
+                connection_limit=CONNECTION_LIMIT + CONNECTION_LIMIT // 5,
+                channel_timeout=IDLE_TIMEOUT, cleanup_interval=CLEANUP_INTERVAL)
         except OSError as err:
             reason = err.strerror or str(err)
             raise BadConnection(f'config server cannot listen on {config_url(host, port)[7:]}: '
                                 f'{reason}; is another server running there? Stop it with '
                                 "'panoptes config stop' or choose another --port") from None
+        _bound_connections(self._server)
         self.host = host
         self.port = self._bound_port()
+        guard.port = self.port
         self.url = config_url(host, self.port)
         self._running = False
         # Busy clients make waitress warn about its queue depth; that is not news.
@@ -534,7 +829,7 @@ def _serve_in_process(connection, options: dict) -> None:
 
 
 def config_server(config_file=None, host=None, port=None, load_local=True, save_local=False,
-                  auto_start=True, access_logs=None, error_logs='logger'):
+                  auto_start=True, access_logs=None, error_logs='logger', allow_hosts=()):
     """Start the config server in a separate process.
 
     Returns once the server accepts connections; if it cannot start (a bad
@@ -572,6 +867,9 @@ def config_server(config_file=None, host=None, port=None, load_local=True, save_
             panoptes logger, a file-like writes there; None (default) turns them off.
         error_logs ('default' or 'logger' or File-like or None, optional): Same as
             ``access_logs`` for internal errors ('default' is stderr); default 'logger'.
+        allow_hosts (list of str, optional): More names clients reach the server
+            by, as ``Host`` headers; loopback names and addresses and ``host``
+            are always allowed (see :class:`RequestGuard`).
 
     Returns:
         multiprocessing.Process: The process running the config server.
@@ -581,7 +879,8 @@ def config_server(config_file=None, host=None, port=None, load_local=True, save_
         BadConnection: If the server cannot listen (e.g. the port is in use).
     """
     options = {'config_file': config_file, 'host': host, 'port': port, 'load_local': load_local,
-               'save_local': save_local, 'access_logs': access_logs, 'error_logs': error_logs}
+               'save_local': save_local, 'access_logs': access_logs, 'error_logs': error_logs,
+               'allow_hosts': list(allow_hosts or ())}
     receiver, sender = multiprocessing.Pipe(duplex=False) if auto_start else (None, None)
     process = multiprocessing.Process(target=_serve_in_process, args=(sender, options),
                                       name='panoptes-config-server', daemon=True)

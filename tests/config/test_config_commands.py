@@ -268,4 +268,5 @@ def test_run_public_asks_for_every_interface(cli, config_file, monkeypatch):
     monkeypatch.setattr(server, 'ConfigServer', refuse)
     result = cli('config', 'run', config_file, '--public', '--no-save-local')
     assert (result.exit_code, result.stderr) == (1, 'Error: not listening in tests\n')
-    assert asked == {'host': '0.0.0.0', 'port': None, 'load_local': True, 'save_local': False}
+    assert asked == {'host': '0.0.0.0', 'port': None, 'load_local': True, 'save_local': False,
+                     'allow_hosts': ()}

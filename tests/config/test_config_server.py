@@ -19,12 +19,13 @@ from panoptes_cli.error import BadConnection, InvalidConfig, Timeout
 
 
 def request(port, path, body=None, method='POST'):
-    """Send one HTTP request on a new connection; return (status, content type, decoded JSON)."""
+    """Send one HTTP request (a JSON body) on a new connection; return (status, content type, decoded JSON)."""
     connection = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
     try:
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
-        connection.request(method, path, body)
+        headers = {} if body is None else {'Content-Type': 'application/json'}
+        connection.request(method, path, body, headers)
         response = connection.getresponse()
         text = response.read().decode()
         return response.status, response.getheader('Content-Type'), json.loads(text)
@@ -206,10 +207,12 @@ def test_a_failed_save_is_reported(start_server, config_file):
     start_server(config_file, save_local=True)
     # A directory where the local file should go makes the rename fail.
     config_file.with_name('testing_local.yaml').mkdir()
-    with pytest.raises(BadConnection, match=r'HTTP 500: location\.horizon set in the running server '
-                                            r'but not saved to .*testing_local\.yaml: Is a directory'):
+    with pytest.raises(BadConnection, match=r'HTTP 500: location\.horizon not set: cannot save '
+                                            r'to .*testing_local\.yaml: Is a directory'):
         set_config('location.horizon', 45 * u.deg, strict=True)
     assert server_is_running()
+    # Not acknowledged, so not applied either.
+    assert get_config('location.horizon') == 30 * u.deg
     assert not [name for name in os.listdir(config_file.parent) if name.endswith('.tmp')]
 
 
