@@ -24,15 +24,23 @@ def _port_option():
 
 def _parse_value(text: str, as_json: bool):
     """Read a command-line value: as JSON, or like a YAML value (``45``, ``true``, ``37 deg``)."""
+    from panoptes_cli.limits import LimitExceeded, loads
+
     if as_json:
         try:
-            return json.loads(text)
+            return loads(text)
+        except LimitExceeded as err:
+            raise typer.BadParameter(f'refused: {err}') from None
         except ValueError as err:
             raise typer.BadParameter(f'not valid JSON: {err}') from None
     from panoptes_cli.serializers import parse_typed_value
 
     # Only [..] and {..} make lists and mappings: 'Unit: PAN001' stays a string.
-    return parse_typed_value(text, containers=True)
+    try:
+        return parse_typed_value(text, containers=True)
+    except LimitExceeded as err:
+        raise typer.BadParameter(f'refused: {err}; write the value out without deep nesting '
+                                 'or YAML aliases') from None
 
 
 def _emit_server_json(text: str, as_sent: bool = False) -> None:

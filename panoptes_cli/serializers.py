@@ -356,11 +356,15 @@ def parse_typed_value(text: str, containers: bool = False):
     (0.5, 'dry')
     >>> parse_typed_value('{site: MLO, elevation: 3397}', containers=True)
     {'site': 'MLO', 'elevation': 3397}
+
+    Raises:
+        panoptes_cli.limits.LimitExceeded: For a value nested deeper than 100
+            levels or whose YAML aliases expand too far (a ``ValueError``).
     """
     stripped = text.strip()
     try:
         # JSON's scalars mean the same in YAML and need no YAML parser: the fast path.
-        value = json.loads(stripped, parse_constant=_reject_json_constant)
+        value = loads(stripped, parse_constant=_reject_json_constant)
     except ValueError:
         pass
     else:
@@ -373,7 +377,12 @@ def parse_typed_value(text: str, containers: bool = False):
     from ruamel.yaml.error import YAMLError
 
     try:
+        # Bounded before it is parsed, and after: aliases would expand when sent as JSON.
+        check_flow_depth(stripped)
         value = YAML(typ='safe', pure=True).load(stripped)
+        check_yaml_document(value)
+    except RecursionError:
+        raise LimitExceeded(f'nested deeper than {MAX_DEPTH} levels') from None
     except YAMLError:
         return text
     if isinstance(value, (_date, list, dict)) and not is_container:

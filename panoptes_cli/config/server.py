@@ -24,10 +24,19 @@ Endpoints (each takes a JSON object by POST; every answer is JSON):
     ``true`` while the server runs (or, given ``{"key": ...}``, that value).
 
 Bad input (invalid JSON, a bad key or list index, a wrong type) gets HTTP 400
-with ``{"success": false, "msg": "..."}`` and the server carries on. Sets are
-serialized, so none is lost to another; with ``save_local`` each set is on
-disk (atomic write, fsync) before it is acknowledged, so even ``kill -9``
-loses nothing a client was told was set.
+with ``{"success": false, "msg": "..."}`` and the server carries on.
+
+Web pages a browser on the host opens must not reach it: bodies are taken only
+as ``application/json`` (415 otherwise), and a foreign ``Origin`` or a ``Host``
+that does not name the server is refused (403); see :class:`RequestGuard`.
+Input is bounded (:mod:`panoptes_cli.limits`): a body of at most 1 MiB, keys and
+values nesting at most 100 levels. Idle, slow and surplus connections are
+closed (:data:`CONNECTION_LIMIT`), so they cannot keep other clients out.
+
+Sets are serialized, so none is lost to another; with ``save_local`` each set is on
+disk (atomic write, fsync) and read back before it is acknowledged, so even
+``kill -9`` loses nothing a client was told was set, and a set that could not
+be saved (or would not load again) changes nothing.
 
 Values are stored as they travel: the files' Quantities as ``"30.0 deg"``, times
 as ISO strings, and set values exactly as sent. YAML is loaded safely: tags never
@@ -40,6 +49,7 @@ import gc
 import ipaddress
 import json
 import logging
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -439,6 +449,13 @@ def _reject_constant(name):
     raise ValueError(f'{name} is not a number JSON allows')
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f'{text[:40]} is too large for a number')
+    return value
+
+
 def _request_json():
     """Return the request body decoded from JSON, or None for an empty body."""
     if bottle.request.content_length > MAX_BODY_BYTES:
@@ -448,7 +465,7 @@ def _request_json():
     if not raw.strip():
         return None
     try:
-        return loads(raw, parse_constant=_reject_constant)
+        return loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except LimitExceeded as err:
         raise _BadRequest(f'request body refused: {err}; a config nests at most '
                           f'{MAX_DEPTH} levels') from None

@@ -113,6 +113,7 @@ def test_raw_endpoints_and_payloads(server, config_file):
     ('/set-config', '{}', 400, 'the request body must be a JSON object of settings'),
     ('/set-config', '', 400, 'the request body must be a JSON object of settings'),
     ('/set-config', '{"x": NaN}', 400, 'NaN is not a number JSON allows'),
+    ('/set-config', '{"x": 1e400}', 400, '1e400 is too large for a number'),
     ('/set-config', '{"cameras.devices[5].model": "x"}', 400,
      'cannot set cameras.devices[5].model: list index 5 is out of range'),
     ('/set-config', '{"name.first": "x"}', 400, 'cannot set name.first: name is a str'),
