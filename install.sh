@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 action="${1:-install}"
 case "$action" in install|run|test) ;; *) echo "usage: $0 [install|run|test]" >&2; exit 2 ;; esac
 
-mapfile -t debian_packages < <(grep -v '^#' docker/debian-packages.txt | grep .)
+mapfile -t debian_packages < <(awk '!/^#/ && NF {print $1}' panoptes_cli/data/debian-packages.txt)
 # The tests also regenerate man pages (help2man, man) and run the README's examples (jq).
 [ "$action" = test ] && debian_packages+=(help2man man-db jq)
 

@@ -91,6 +91,21 @@ class InvalidCommand(PanError):
     """PanError raised if a system command does not run."""
 
 
+class ProgramNotFound(InvalidSystemCommand, InvalidCommand):
+    """An external program (solve-field, fpack, dcraw, ...) is not installed.
+
+    Both of the classes 0.2.29 raised for a missing program, depending on which.
+    """
+
+
+class NotAFitsFile(PanError):
+    """A file is missing, truncated, or not a FITS file at all."""
+
+
+class UndecodableRaw(PanError):
+    """A file that neither LibRaw nor dcraw can decode as a raw image."""
+
+
 class InvalidConfig(PanError):
     """PanError raised if config file is invalid."""
 

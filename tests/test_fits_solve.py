@@ -168,7 +168,7 @@ class TestGetSolveField:
 
     def test_solve_field_missing(self, data_copy, monkeypatch):
         monkeypatch.setenv('PATH', '/nonexistent')
-        with pytest.raises(InvalidCommand, match='solve-field not found'):
+        with pytest.raises(InvalidCommand, match='solve-field is not installed'):
             fits.get_solve_field(data_copy('unsolved.fits'))
 
 

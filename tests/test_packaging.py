@@ -15,8 +15,8 @@ DOCKER = REPO_ROOT / 'docker'
 
 
 def debian_packages():
-    lines = (DOCKER / 'debian-packages.txt').read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith('#')]
+    lines = (REPO_ROOT / 'panoptes_cli' / 'data' / 'debian-packages.txt').read_text().splitlines()
+    return [line.split()[0] for line in lines if line.strip() and not line.startswith('#')]
 
 
 @pytest.fixture(scope='module')
@@ -68,7 +68,7 @@ def test_dockerfile_runs_panoptes_config_server_by_default():
 
 def test_dockerfile_and_installer_share_the_package_list():
     assert 'debian-packages.txt' in (DOCKER / 'Dockerfile').read_text()
-    assert 'docker/debian-packages.txt' in (REPO_ROOT / 'install.sh').read_text()
+    assert 'panoptes_cli/data/debian-packages.txt' in (REPO_ROOT / 'install.sh').read_text()
     assert {'astrometry.net', 'libcfitsio-bin', 'dcraw', 'libimage-exiftool-perl',
             'ffmpeg'} <= set(debian_packages())
 

@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 
-from panoptes_cli.error import PanError
+from panoptes_cli.error import NotAFitsFile, PanError
 from panoptes_cli.files import atomic_path
 from panoptes_cli.images._fits_header import parse
 from panoptes_cli.images._fits_structure import StructureError, image_signatures, walk
@@ -24,10 +24,6 @@ PathLike = str | os.PathLike
 TEMP_SUFFIX = '.part'
 
 _TRUNCATED = re.compile(r'actual file length \((\d+)\) is smaller than the expected size \((\d+)\)')
-
-
-class NotAFitsFile(PanError):
-    """A file is missing, truncated, or not a FITS file at all."""
 
 
 def is_fpacked_name(fn: PathLike) -> bool:

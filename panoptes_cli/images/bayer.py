@@ -38,8 +38,24 @@ class BadStampSize(IllegalValue, RuntimeError):
     """A stamp size get_stamp_slice cannot cut (a RuntimeError too, as in 0.2.29)."""
 
 
-# Where each colour sits in a super-pixel, as (row offset, column offset).
-_OFFSETS = {'R': (1, 0), 'G1': (1, 1), 'G2': (0, 0), 'B': (0, 1)}
+# The RGGB layout: where each colour sits in a super-pixel, as (row offset, column offset).
+OFFSETS = {'R': (1, 0), 'G1': (1, 1), 'G2': (0, 0), 'B': (0, 1)}
+_COLOUR_AT = {offset: colour for colour, offset in OFFSETS.items()}
+
+
+def colour_planes(data) -> dict:
+    """Each colour's pixels of a raw frame (or a stack of them) as its own half-size plane.
+
+    The planes are views of ``data``, not copies.
+
+    >>> import numpy as np
+    >>> planes = colour_planes(np.arange(16).reshape(4, 4))
+    >>> planes['R'], planes['B']
+    (array([[ 4,  6],
+           [12, 14]]), array([[ 1,  3],
+           [ 9, 11]]))
+    """
+    return {colour: data[..., row::2, col::2] for colour, (row, col) in OFFSETS.items()}
 
 
 def get_rgb_data(data, separate_green: bool = False) -> np.ma.MaskedArray:
@@ -121,7 +137,7 @@ def get_rgb_masks(data, separate_green: bool = False) -> np.ndarray:
     colours = ('R', 'G1', 'G2', 'B')
     masks = np.ones((4, *shape), dtype=bool)
     for index, colour in enumerate(colours):
-        row, col = _OFFSETS[colour]
+        row, col = OFFSETS[colour]
         masks[index, ..., row::2, col::2] = False
     if separate_green:
         return masks
@@ -143,11 +159,7 @@ def get_pixel_color(x, y) -> str:
     Returns:
         str: one of 'R', 'G1', 'G2', 'B'
     """
-    x = int(x)
-    y = int(y)
-    if y % 2:
-        return 'G1' if x % 2 else 'R'
-    return 'B' if x % 2 else 'G2'
+    return _COLOUR_AT[(int(y) % 2, int(x) % 2)]
 
 
 def _nearest_pixel(value) -> int:
@@ -302,19 +314,21 @@ def _channel_planes(data: np.ndarray) -> dict:
     ``by x bx/2`` plane pixels holding exactly the same green pixels.
     """
     height, width = data.shape
+    planes = colour_planes(data)
     green = np.empty((height, width // 2), dtype=data.dtype)
-    green[0::2] = data[0::2, 0::2]
-    green[1::2] = data[1::2, 1::2]
-    return {'R': data[1::2, 0::2], 'G': green, 'B': data[0::2, 1::2]}
+    for colour in ('G1', 'G2'):
+        green[OFFSETS[colour][0]::2] = planes[colour]
+    return {'R': planes['R'], 'G': green, 'B': planes['B']}
 
 
 def _fill_frame(full: np.ndarray, colour: str, plane: np.ndarray) -> None:
     """Put a channel's plane back at its pixels of the full frame."""
     if colour == 'G':
-        full[0::2, 0::2] = plane[0::2]
-        full[1::2, 1::2] = plane[1::2]
+        for green in ('G1', 'G2'):
+            row, col = OFFSETS[green]
+            full[row::2, col::2] = plane[row::2]
     else:
-        row, col = _OFFSETS[colour]
+        row, col = OFFSETS[colour]
         full[row::2, col::2] = plane
 
 

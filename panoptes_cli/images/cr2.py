@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from panoptes_cli.error import CheckFailed, IllegalValue, InvalidSystemCommand, MissingFile, PanError, Timeout
+from panoptes_cli import programs
+from panoptes_cli.error import (
+    CheckFailed, IllegalValue, InvalidSystemCommand, MissingFile, Timeout, UndecodableRaw)
 from panoptes_cli.files import atomic_path
 from panoptes_cli.logging import logger
-from panoptes_cli.programs import find_program
 
 PathLike = str | os.PathLike
 
@@ -59,10 +60,6 @@ EXIF_KEYWORDS = (
 )
 
 
-class UndecodableRaw(PanError):
-    """A file that neither LibRaw nor dcraw can decode as a raw image."""
-
-
 class MissingRawFile(MissingFile, InvalidSystemCommand):
     """A raw file that is not there (0.2.29's dcraw call failed with InvalidSystemCommand)."""
 
@@ -87,7 +84,7 @@ def read_cr2(cr2_fname: PathLike, decoder: str = 'auto', dcraw: str = 'dcraw',
     >>> read_cr2(SHARED / 'canon-eos350d-metadata-only.cr2')
     Traceback (most recent call last):
     ...
-    panoptes_cli.images.cr2.UndecodableRaw: UndecodableRaw: .../canon-eos350d-metadata-only.cr2: cannot decode: LibRaw: Unsupported file format or not RAW file; dcraw: Cannot decode file ...
+    panoptes_cli.error.UndecodableRaw: UndecodableRaw: .../canon-eos350d-metadata-only.cr2: cannot decode: LibRaw: Unsupported file format or not RAW file; dcraw: Cannot decode file ...
 
     Args:
         cr2_fname: The CR2 file.
@@ -124,7 +121,8 @@ def read_cr2(cr2_fname: PathLike, decoder: str = 'auto', dcraw: str = 'dcraw',
             reasons.append(f'LibRaw: {exc.msg}')
         if decoder == 'auto' and not _has_program(dcraw):
             raise UndecodableRaw(f'{name}: cannot decode: {"; ".join(reasons)}; dcraw, the '
-                                 'fallback, is not installed: sudo apt-get install dcraw')
+                                 'fallback, is not installed: sudo apt-get install '
+                                 f'{programs.debian_package(dcraw)}')
     try:
         return _decode_with_dcraw(path, dcraw, timeout)
     except UndecodableRaw as exc:
@@ -153,17 +151,13 @@ def _decode_with_rawpy(path: Path) -> np.ndarray:
 
 
 def _decode_with_dcraw(path: Path, dcraw: str, timeout: float | None) -> np.ndarray:
-    program = find_program(dcraw)
-    command = [program, *DCRAW_OPTIONS, '-c', os.fspath(path)]
-    logger.debug(f'Decoding {path} with {command}')
+    command = [programs.find_program(dcraw), *DCRAW_OPTIONS, '-c', os.fspath(path)]
     try:
-        done = subprocess.run(command, capture_output=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        done = programs.run(command, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise Timeout(f'{path}: decoding with dcraw took more than {timeout} s') from None
     if done.returncode != 0 or not done.stdout:
-        message = done.stderr.decode(errors='replace').strip().splitlines()
-        raise UndecodableRaw(message[-1] if message else f'exit status {done.returncode}')
+        raise UndecodableRaw(programs.failure_message(done.stderr, done.returncode))
     return _parse_pgm(done.stdout, os.fspath(path))
 
 
@@ -200,19 +194,17 @@ def cr2_to_pgm(cr2_fname: PathLike, pgm_fname: PathLike | None = None, overwrite
     path = existing_file(cr2_fname)
     name = os.fspath(cr2_fname)
     target = Path(pgm_fname) if pgm_fname is not None else path.with_suffix('.pgm')
-    program = find_program(dcraw)
+    program = programs.find_program(dcraw)
     with atomic_path(target, overwrite) as temp:
         with open(temp, 'wb') as stream:
             try:
-                done = subprocess.run([program, *DCRAW_OPTIONS, '-c', os.fspath(path)],
-                                      stdout=stream, stderr=subprocess.PIPE, timeout=timeout,
-                                      stdin=subprocess.DEVNULL)
+                done = programs.run([program, *DCRAW_OPTIONS, '-c', os.fspath(path)],
+                                    stdout=stream, stderr=subprocess.PIPE, timeout=timeout)
             except subprocess.TimeoutExpired:
                 raise Timeout(f'{name}: converting with dcraw took more than {timeout} s') from None
         if done.returncode != 0 or temp.stat().st_size == 0:
-            message = done.stderr.decode(errors='replace').strip().splitlines()
             raise UndecodableRaw(f'{name}: cannot decode: dcraw: '
-                                 f"{message[-1] if message else f'exit status {done.returncode}'}")
+                                 f'{programs.failure_message(done.stderr, done.returncode)}')
     return str(target)
 
 
@@ -303,9 +295,8 @@ class _ExifReader:
 
     def __init__(self, fname: Path, exiftool: str):
         self.fname = fname
-        self.proc = subprocess.Popen([find_program(exiftool), '-j', os.fspath(fname)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = programs.Process([programs.find_program(exiftool), '-j', os.fspath(fname)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def result(self, timeout: float | None = 60) -> dict:
         try:
@@ -317,10 +308,9 @@ class _ExifReader:
         try:
             records = json.loads(out.decode('utf-8', errors='replace'))
         except json.JSONDecodeError:
-            message = err.decode(errors='replace').strip().splitlines()
             raise InvalidSystemCommand(
                 f'{self.fname}: reading EXIF: exiftool failed: '
-                f"{message[-1] if message else f'exit status {self.proc.returncode}'}") from None
+                f'{programs.failure_message(err, self.proc.returncode)}') from None
         exif = records[0] if records else {}
         if 'Error' in exif:
             raise CheckFailed(f"{self.fname}: cannot read EXIF: {exif['Error']}")
@@ -533,7 +523,7 @@ def read_exif_batch(fnames: list[PathLike], exiftool: str = 'exiftool', chunk_si
     synthetic.cr2 100
     nothing.cr2 FileNotFoundError(2, 'No such file')
     """
-    program = find_program(exiftool)
+    program = programs.find_program(exiftool)
     names = [os.fspath(fname) for fname in fnames]
     for start in range(0, len(names), chunk_size):
         chunk = names[start:start + chunk_size]
@@ -542,20 +532,20 @@ def read_exif_batch(fnames: list[PathLike], exiftool: str = 'exiftool', chunk_si
         if existing:
             # '-charset filename=utf8' and '--' keep odd names (and names starting
             # with '-') intact; SourceFile echoes each name as given.
-            done = subprocess.run([program, '-j', '-charset', 'filename=utf8', '--', *existing],
-                                  capture_output=True, stdin=subprocess.DEVNULL)
+            done = programs.run([program, '-j', '-charset', 'filename=utf8', '--', *existing],
+                                capture_output=True)
             try:
                 records = json.loads(done.stdout.decode('utf-8', errors='replace') or '[]')
             except json.JSONDecodeError:
                 records = []
             found = {record.get('SourceFile'): record for record in records}
-            failure = done.stderr.decode(errors='replace').strip().splitlines()
+            failure = (programs.failure_message(done.stderr, done.returncode)
+                       if done.stderr.strip() else 'no EXIF')
         for name in chunk:
             if not os.path.isfile(name):
                 yield name, FileNotFoundError(2, 'No such file', name)
             elif name not in found:
-                yield name, IllegalValue(f"{name}: cannot read EXIF: exiftool: "
-                                         f"{failure[-1] if failure else 'no EXIF'}")
+                yield name, IllegalValue(f'{name}: cannot read EXIF: exiftool: {failure}')
             elif 'Error' in found[name]:
                 yield name, IllegalValue(f"{name}: cannot read EXIF: {found[name]['Error']}")
             else:

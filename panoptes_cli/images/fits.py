@@ -30,10 +30,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from panoptes_cli.error import IllegalValue
+from panoptes_cli.error import IllegalValue, NotAFitsFile
 from panoptes_cli.files import atomic_path
 from panoptes_cli.images._fits_io import (
-    TEMP_SUFFIX, NotAFitsFile, header_values, image_extension, image_hdu, is_fpacked_name,
+    TEMP_SUFFIX, header_values, image_extension, image_hdu, is_fpacked_name,
     reading, rewrite, structure)
 from panoptes_cli.images.packing import fpack, funpack
 from panoptes_cli.images.solve import get_solve_field, get_wcsinfo, solve_field, solve_fields

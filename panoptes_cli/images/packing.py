@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from panoptes_cli import programs
 from panoptes_cli.error import PanError
 from panoptes_cli.files import atomic_path
 from panoptes_cli.images._fits_io import TEMP_SUFFIX, PathLike, reading, structure
@@ -24,18 +26,14 @@ if TYPE_CHECKING:
 
 
 def _run_cfitsio_tool(program: str, options: list[str], source: Path, temp: Path) -> None:
-    import subprocess
-
     source_arg = os.fspath(source)
     if source_arg.startswith('-'):
         # Not an option, nor ("-") standard input.
         source_arg = f'./{source_arg}'
-    completed = subprocess.run([program, *options, '-O', os.fspath(temp), source_arg],
-                               stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    completed = programs.run([program, *options, '-O', os.fspath(temp), source_arg],
+                             capture_output=True, text=True)
     if completed.returncode != 0:
-        lines = [line.strip() for line in (completed.stderr + completed.stdout).splitlines()
-                 if line.strip()]
-        why = lines[-1] if lines else f'exit status {completed.returncode}'
+        why = programs.failure_message(completed.stderr + completed.stdout, completed.returncode)
         raise PanError(f'{source}: {Path(program).name} failed ({why})')
 
 
@@ -114,8 +112,6 @@ def pack_into(source: Path, temp: Path, unpack: bool, hdus: list) -> None:
 
     ``hdus`` is the input's structure, as :func:`structure` read it.
     """
-    import shutil
-
     program = shutil.which('funpack' if unpack else 'fpack')
     if program and unpack:
         _run_cfitsio_tool(program, [], source, temp)

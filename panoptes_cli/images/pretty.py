@@ -220,12 +220,13 @@ def _colour_picture(data):
     """One RGB pixel per RGGB super-pixel of a raw Bayer frame (see :mod:`.bayer`)."""
     import numpy as np
 
+    from panoptes_cli.images.bayer import colour_planes
+
     data = np.asarray(data)
     rows, cols = data.shape[0] // 2 * 2, data.shape[1] // 2 * 2
-    data = data[:rows, :cols]
-    red = data[1::2, 0::2]
-    green = (data[0::2, 0::2].astype(np.float32) + data[1::2, 1::2]) * np.float32(0.5)
-    blue = data[0::2, 1::2]
+    planes = colour_planes(data[:rows, :cols])
+    red, blue = planes['R'], planes['B']
+    green = (planes['G2'].astype(np.float32) + planes['G1']) * np.float32(0.5)
     # Row 0 of the array is the bottom of the sky picture (FITS convention).
     return _stretch([red, green, blue], _sample_step(red.shape))[::-1]
 

@@ -23,13 +23,13 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from panoptes_cli.error import (
-    IllegalValue, InvalidCommand, NotFound, PanError, SolveError, Timeout)
+from panoptes_cli.error import IllegalValue, NotFound, PanError, SolveError, Timeout
 from panoptes_cli.files import atomic_path
 from panoptes_cli.images._fits_io import (
     TEMP_SUFFIX, PathLike, has_checksums, header_values, image_extension, image_hdu, image_size,
     reading, rewrite, structure)
 from panoptes_cli.images.packing import pack_into
+from panoptes_cli.programs import Process, failure_message, find_program, run
 
 # solve-field's own options as the manual's solve_field uses them, except the
 # downsampling (chosen from the image size) and the outputs we do not read.
@@ -134,16 +134,7 @@ def index_config(index_dirs: Iterable[os.PathLike | str], workdir: Path) -> Path
     return config
 
 
-def find_program(name: str) -> str:
-    """Return the path of an astrometry.net program, or raise InvalidCommand."""
-    path = shutil.which(name)
-    if path is None:
-        raise InvalidCommand(f'{name} not found: install astrometry.net '
-                             '(Debian: apt install astrometry.net)')
-    return path
-
-
-class SolveFieldProcess(subprocess.Popen):
+class SolveFieldProcess(Process):
     """A running ``solve-field``: a Popen with a private directory and a wall-clock deadline.
 
     solve-field runs in a process group of its own, so that the helpers it
@@ -162,8 +153,8 @@ class SolveFieldProcess(subprocess.Popen):
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
         self.batch = current_batch.get()
-        super().__init__(args, process_group=0, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, **kwargs)
+        super().__init__(args, process_group=0, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, **kwargs)
         if self.batch is not None:
             self.batch.add(self)
 
@@ -203,7 +194,7 @@ class SolveFieldProcess(subprocess.Popen):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, sig)
             try:
-                subprocess.Popen.wait(self, timeout=grace)
+                Process.wait(self, timeout=grace)
                 return
             except subprocess.TimeoutExpired:
                 continue
@@ -256,8 +247,7 @@ def run_wcsinfo(path: Path, extension: int, options: Mapping) -> dict | None:
     args = [find_program('wcsinfo'), *option_args(options)]
     if extension:
         args += ['-e', str(extension)]
-    completed = subprocess.run([*args, os.fspath(path)], stdin=subprocess.DEVNULL,
-                               capture_output=True, text=True)
+    completed = run([*args, os.fspath(path)], capture_output=True, text=True)
     if completed.returncode != 0:
         return None
     return parse_wcsinfo(completed.stdout)
@@ -365,7 +355,7 @@ def solve_field(fname: PathLike, timeout: float = 15, solve_opts: list[str] | No
         The running solve-field process.
 
     Raises:
-        InvalidCommand: solve-field is not installed.
+        ProgramNotFound: solve-field is not installed.
         NotAFitsFile: The image is missing, truncated or not FITS.
     """
     from panoptes_cli.utils import listify
@@ -415,8 +405,6 @@ def solve_field(fname: PathLike, timeout: float = 15, solve_opts: list[str] | No
                                         fits_file=source, solve_file=solve_file,
                                         wcs_file=wcs_file, workdir=workdir, timeout=timeout)
     except BaseException:
-        import shutil
-
         shutil.rmtree(workdir, ignore_errors=True)
         raise
 
@@ -553,7 +541,7 @@ def get_solve_field(fname: PathLike, replace: bool = True, overwrite: bool = Tru
     Raises:
         SolveError: solve-field found no solution.
         Timeout: It ran out of time.
-        InvalidCommand: solve-field or wcsinfo is not installed.
+        ProgramNotFound: solve-field or wcsinfo is not installed.
         NotAFitsFile: The image is missing, truncated or not FITS.
         FileExistsError: The ``.new`` file exists and ``overwrite`` is False.
     """
@@ -577,9 +565,8 @@ def get_solve_field(fname: PathLike, replace: bool = True, overwrite: bool = Tru
         _import_in_background('astropy.io.fits')
         output, _ = process.communicate()
         if not process.wcs_file.exists():
-            lines = [line.strip() for line in output.splitlines() if line.strip()]
             if process.returncode:
-                why = f'solve-field failed: {lines[-1] if lines else process.returncode}'
+                why = f'solve-field failed: {failure_message(output, process.returncode)}'
             else:
                 why = ('no solution found; check that the index files cover this field and '
                        'scale (index_dir or a backend config)')
@@ -617,7 +604,7 @@ def get_wcsinfo(fits_fname: PathLike, **kwargs) -> dict:
         and ``fieldh`` in ``fieldunits``, ...).
 
     Raises:
-        InvalidCommand: wcsinfo is not installed.
+        ProgramNotFound: wcsinfo is not installed.
         NotAFitsFile: The file is missing, truncated or not FITS.
         NotFound: The image has no WCS.
     """

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from panoptes_cli.error import InvalidSystemCommand, NotFound, Timeout
 from panoptes_cli.files import atomic_path
-from panoptes_cli.programs import find_program
+from panoptes_cli.programs import Process, failure_message, find_program
 
 PathLike = str | os.PathLike
 
@@ -119,9 +119,6 @@ def make_timelapse(directory: PathLike, fn_out: PathLike | None = None,
             '-r', str(fps), '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-movflags', '+faststart',
             '-progress', 'pipe:1', '-nostats', '-f', 'mp4', os.fspath(temp),
         ]
-        from panoptes_cli.logging import logger
-
-        logger.debug(f'Timelapse command: {command}')
         _run_ffmpeg(command, timeout, kwargs.get('progress'), len(frames), fn_out)
     return str(fn_out)
 
@@ -143,8 +140,7 @@ def _run_ffmpeg(command: list, timeout: float, progress: Callable[[int, int], No
     import threading
 
     with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors,
-                                stdin=subprocess.DEVNULL, text=True)
+        proc = Process(command, stdout=subprocess.PIPE, stderr=errors, text=True)
         # A watchdog, because reading the progress pipe blocks.
         timed_out = threading.Event()
 
@@ -171,7 +167,5 @@ def _run_ffmpeg(command: list, timeout: float, progress: Callable[[int, int], No
             raise Timeout(f'{fn_out}: ffmpeg took more than {timeout} s making the timelapse')
         if proc.returncode != 0:
             errors.seek(0)
-            message = errors.read().decode(errors='replace').strip().splitlines()
             raise InvalidSystemCommand(
-                f'{fn_out}: ffmpeg failed (status {proc.returncode}): '
-                f"{message[-1] if message else 'no message'}")
+                f'{fn_out}: ffmpeg failed: {failure_message(errors.read(), proc.returncode)}')
