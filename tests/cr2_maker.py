@@ -20,6 +20,7 @@ Use it from a test (``write_cr2(path, bayer_frame(24, 36))``) or from a shell::
 
     python tests/cr2_maker.py OUT.cr2 [--height H] [--width W] [--seed N] [--truth]
     python tests/cr2_maker.py OUT.cr2 --bayer [--values R G1 G2 B]
+    python tests/cr2_maker.py OUT.cr2 --preview [--orientation 6]
 
 Needs numpy and imagecodecs (both in the project's test extra). Exposure tags can be
 added afterwards with exiftool, e.g.
@@ -89,26 +90,62 @@ def _ifd(entries: list[tuple[int, int, int, int | bytes]], next_offset: int) -> 
     return out + struct.pack('<I', next_offset)
 
 
-def cr2_bytes(raw: np.ndarray, model: str = 'Canon EOS 100D', when: str = '2016:09:09 08:11:52') -> bytes:
-    """Return the bytes of a CR2 file whose raw strip decodes to ``raw``."""
+def preview_jpeg(raw: np.ndarray, quality: int = 85) -> bytes:
+    """Return a colour JPEG of ``raw`` (decoder order), standing in for a camera's preview.
+
+    The red channel is the raster scaled to 8 bits; green and blue are zero, so a test
+    can tell the picture's orientation from its pixels.
+    """
+    import io
+
+    from PIL import Image
+
+    picture = np.zeros(raw.shape + (3,), dtype=np.uint8)
+    picture[..., 0] = raw.astype(np.float64) * (255 / max(1, int(raw.max())))
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format='JPEG', quality=quality)
+    return buffer.getvalue()
+
+
+def cr2_bytes(raw: np.ndarray, model: str = 'Canon EOS 100D', when: str = '2016:09:09 08:11:52',
+              preview: bytes | None = None, orientation: int | None = None) -> bytes:
+    """Return the bytes of a CR2 file whose raw strip decodes to ``raw``.
+
+    ``preview`` (JPEG bytes) is stored as IFD0's strip, where Canon keeps the
+    full-size preview; ``orientation`` (EXIF 1-8) goes in IFD0 as the camera writes it.
+    """
     strip = lossless_jpeg(raw)
     strings = [b'Canon\0', model.encode() + b'\0', when.encode() + b'\0']
+    ifd0_count = 4 + (3 if preview else 0) + (1 if orientation else 0)
     ifd0_at = 16
-    raw_ifd_at = ifd0_at + 2 + 12 * 4 + 4
+    raw_ifd_at = ifd0_at + 2 + 12 * ifd0_count + 4
     strings_at = raw_ifd_at + 2 + 12 * 3 + 4
     strip_at = strings_at + sum(map(len, strings))
     strip_at += strip_at % 2
+    preview_at = strip_at + len(strip)
+    preview_at += preview_at % 2
     offsets = np.cumsum([strings_at] + [len(s) for s in strings[:-1]])
     ifd0 = [(tag, 2, len(text), int(at)) for tag, text, at in zip((271, 272, 306), strings, offsets)]
     ifd0.append((0x8827, 3, 1, struct.pack('<HH', 100, 0)))  # ISO 100
+    if preview:
+        ifd0 += [(259, 3, 1, struct.pack('<HH', 6, 0)), (273, 4, 1, preview_at),
+                 (279, 4, 1, len(preview))]
+    if orientation:
+        ifd0.append((274, 3, 1, struct.pack('<HH', orientation, 0)))
     raw_ifd = [(259, 3, 1, struct.pack('<HH', 6, 0)), (273, 4, 1, strip_at), (279, 4, 1, len(strip))]
     out = b'II*\0' + struct.pack('<I', ifd0_at) + b'CR\x02\0' + struct.pack('<I', raw_ifd_at)
     out += _ifd(ifd0, raw_ifd_at) + _ifd(raw_ifd, 0) + b''.join(strings)
-    return out + b'\0' * (strip_at - len(out)) + strip
+    out += b'\0' * (strip_at - len(out)) + strip
+    if preview:
+        out += b'\0' * (preview_at - len(out)) + preview
+    return out
 
 
-def write_cr2(path: str | Path, raw: np.ndarray, **tags: str) -> Path:
-    """Write ``raw`` (uint16, decoder order) as a CR2 at ``path`` and return the path."""
+def write_cr2(path: str | Path, raw: np.ndarray, **tags) -> Path:
+    """Write ``raw`` (uint16, decoder order) as a CR2 at ``path`` and return the path.
+
+    ``tags`` are :func:`cr2_bytes`'s keywords (model, when, preview, orientation).
+    """
     path = Path(path)
     path.write_bytes(cr2_bytes(raw, **tags))
     return path
@@ -124,12 +161,17 @@ def main(argv: list[str] | None = None) -> None:
                         help='one value per Bayer colour instead of a sky (see --values)')
     parser.add_argument('--values', type=int, nargs=4, default=BAYER_VALUES, metavar=('R', 'G1', 'G2', 'B'))
     parser.add_argument('--truth', action='store_true', help='also save the raster as OUT.npy')
+    parser.add_argument('--preview', action='store_true',
+                        help='embed a full-size JPEG preview of the raster, as cameras do')
+    parser.add_argument('--orientation', type=int, choices=range(1, 9), default=None,
+                        help='EXIF orientation to record (6: rotate 90 degrees clockwise to view)')
     args = parser.parse_args(argv)
     if args.bayer:
         raw = bayer_frame(args.height, args.width, tuple(args.values))
     else:
         raw = sky_frame(args.height, args.width, args.seed)
-    out = write_cr2(args.out, raw)
+    out = write_cr2(args.out, raw, preview=preview_jpeg(raw) if args.preview else None,
+                    orientation=args.orientation)
     if args.truth:
         np.save(out.with_suffix('.npy'), raw)
 
