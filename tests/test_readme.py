@@ -72,6 +72,10 @@ def sandbox(tmp_path, shared_data):
     ]:
         copy(source, target)
     shutil.copy(home / 'pocs.yaml', pandir / 'conf_files' / 'pocs.yaml')
+    from cr2_maker import preview_jpeg, sky_frame, write_cr2
+
+    raster = sky_frame(48, 64)
+    write_cr2(home / '20160909T081200.cr2', raster, preview=preview_jpeg(raster))
     (home / 'my-backend.cfg').write_text(f'index {home}/astrometry/index-kic8462852.fits\n')
 
     frames = pandir / 'images/fields/KIC8462852/ee04d1/20160909T081152'
