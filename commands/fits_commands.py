@@ -203,5 +203,7 @@ def wcs(
       panoptes fits wcs solved.fits.fz | jq .pixscale
     """
     from panoptes_cli.images.fits import get_wcsinfo
+    from panoptes_cli.quantities import get_quantity_value
 
-    output.emit_json(get_wcsinfo(file))
+    # The core gives Quantities; JSON gets their numbers, in the units named in --help.
+    output.emit_json({key: get_quantity_value(value) for key, value in get_wcsinfo(file).items()})

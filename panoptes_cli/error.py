@@ -98,8 +98,12 @@ class ProgramNotFound(InvalidSystemCommand, InvalidCommand):
     """
 
 
-class NotAFitsFile(PanError):
-    """A file is missing, truncated, or not a FITS file at all."""
+class NotAFitsFile(PanError, OSError):
+    """A file is missing, truncated, or not a FITS file at all.
+
+    An OSError too, as astropy's (and so 0.2.29's) readers raised; the subclasses in
+    ``panoptes_cli.images._fits_io`` keep the more precise builtin a 0.2.29 caller may catch.
+    """
 
 
 class UndecodableRaw(PanError):

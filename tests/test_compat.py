@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import SHARED_DATA, free_port
 
 BASELINE_VENV = Path(os.environ.get('PANOPTES_BASELINE_VENV', '/tmp/baseline-venv'))
 BASELINE_PYTHON = BASELINE_VENV / 'bin' / 'python'
@@ -101,6 +101,32 @@ CASES = {
         saved = helpers.save_config(str(where / 'pocs.yaml'), {'name': 'Saved'})
         result = [saved, sorted(p.name for p in where.iterdir())]
     ''', [True, ['pocs_local.yaml']]),
+    'get_wcsinfo: 0.2.29 keys, Quantities with units': ('''
+        import shutil, subprocess
+        where = Path(tempfile.mkdtemp())
+        shutil.copy(SHARED_DATA + '/solved.fits.fz', where)
+        subprocess.run(['funpack', str(where / 'solved.fits.fz')], check=True)
+        info = module('images.fits').get_wcsinfo(str(where / 'solved.fits'))
+        # Only 0.2.29's numeric keys: ours adds wcsinfo's text values.
+        result = {key: [type(value).__name__, str(getattr(value, 'unit', ''))]
+                  for key, value in info.items() if key not in ('fieldunits', 'ra_center_hms', 'dec_center_dms')}
+        result['pixscale'].append(round(info['pixscale'].value, 3))
+        result['dec_center_m'][1] = 'arcmin or min'  # 0.2.29 said time minutes; the unit is arcminutes
+        result['dec_center_s'][1] = 'arcsec or s'
+    ''', {**{key: ['Quantity', unit] for key, unit in [
+        ('crpix0', 'pix'), ('crpix1', 'pix'), ('crval0', 'deg'), ('crval1', 'deg'), ('imagew', 'pix'),
+        ('imageh', 'pix'), ('cd11', 'deg / pix'), ('cd12', 'deg / pix'), ('cd21', 'deg / pix'),
+        ('cd22', 'deg / pix'), ('orientation', 'deg'), ('ra_center', 'deg'),
+        ('dec_center', 'deg'), ('orientation_center', 'deg'), ('ra_center_h', 'hourangle'),
+        ('ra_center_m', 'min'), ('ra_center_s', 's'), ('dec_center_d', 'deg'),
+        ('dec_center_m', 'arcmin or min'), ('dec_center_s', 'arcsec or s'), ('fieldarea', 'deg2'),
+        ('fieldw', 'deg'), ('fieldh', 'deg'), ('decmin', 'deg'), ('decmax', 'deg'), ('ramin', 'deg'),
+        ('ramax', 'deg'), ('ra_min_merc', 'deg'), ('ra_max_merc', 'deg'), ('dec_min_merc', 'deg'),
+        ('dec_max_merc', 'deg'), ('merc_diff', 'deg')]},
+       **{key: ['float', ''] for key in ('ra_tangent', 'dec_tangent', 'pixx_tangent', 'pixy_tangent', 'det',
+                                         'parity', 'dec_center_sign', 'ra_center_merc', 'dec_center_merc',
+                                         'merczoom')},
+       'pixscale': ['Quantity', 'arcsec / pix', 10.32], 'wcs_file': ['str', '']}),
     # Exceptions: every builtin 0.2.29 raised must still catch ours.
     'raises: CountdownTimer bad duration, ValueError then AssertionError': ('''
         CountdownTimer = module('time').CountdownTimer
@@ -129,6 +155,26 @@ CASES = {
         import numpy as np
         result = [raised(lambda: module('images').crop_data(np.ones((10, 10)), box_width=20))]
     ''', [['AssertionError']]),
+    'raises: FITS readers on a missing file, FileNotFoundError': ('''
+        fits = module('images.fits')
+        result = [raised(lambda: read('/nonexistent/frame.fits'))
+                  for read in (fits.getdata, fits.getheader, fits.getwcs, lambda f: fits.getval(f, 'SIMPLE'))]
+    ''', [['FileNotFoundError', 'OSError']] * 4),
+    'raises: FITS readers on a directory and on a file that is not FITS, OSError': ('''
+        fits = module('images.fits')
+        text = Path(tempfile.mkdtemp()) / 'notes.fits'
+        text.write_text('not a FITS file\\n' * 400)
+        result = [raised(lambda: fits.getdata(tempfile.gettempdir())), raised(lambda: fits.getdata(str(text)))]
+    ''', [['IsADirectoryError', 'OSError'], ['OSError']]),
+    'raises: get_wcsinfo, fpack, funpack on a missing file, AssertionError': ('''
+        fits = module('images.fits')
+        result = [raised(lambda: fits.get_wcsinfo('/nonexistent/frame.fits')),
+                  raised(lambda: fits.fpack('/nonexistent/frame.fits')),
+                  raised(lambda: fits.funpack('/nonexistent/frame.fits.fz'))]
+    ''', [['AssertionError']] * 3),
+    'raises: get_solve_field on a missing file, FileNotFoundError': ('''
+        result = [raised(lambda: module('images.fits').get_solve_field('/nonexistent/frame.fits'))]
+    ''', [['FileNotFoundError', 'OSError']]),
     'raises: cr2 readers on a missing file, AssertionError (read_exif) and InvalidSystemCommand': ('''
         cr2, error = module('images.cr2'), module('error')
         result = [raised(lambda: cr2.read_exif('/nonexistent/frame.cr2'))] + [
@@ -170,7 +216,8 @@ def _program(snippets: dict, prefix: str, port: int) -> str:
     """One script running every snippet and printing ``{name: result or error}`` as JSON."""
     parts = [f'P = {prefix!r}', PRELUDE, 'results = {}']
     for name, code in snippets.items():
-        body = textwrap.indent(textwrap.dedent(code).replace('FREE_PORT', str(port)), '    ')
+        code = textwrap.dedent(code).replace('FREE_PORT', str(port)).replace('SHARED_DATA', repr(str(SHARED_DATA)))
+        body = textwrap.indent(code, '    ')
         parts.append(f'try:\n{body}\n    results[{name!r}] = result\n'
                      f'except Exception as err:\n    results[{name!r}] = {{"error": repr(err)}}')
     parts.append('sys.stdout.write("\\n" + json.dumps(results) + "\\n")')

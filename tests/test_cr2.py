@@ -17,7 +17,8 @@ METADATA_ONLY = 'cr2/canon-eos350d-metadata-only.cr2'
 
 @pytest.fixture
 def truth(shared_data):
-    return np.load(shared_data / 'cr2' / 'synthetic.npy')
+    """The synthetic CR2's pixels in FITS order: its decoder raster, bottom row first."""
+    return np.flipud(np.load(shared_data / 'cr2' / 'synthetic.npy'))
 
 
 @pytest.fixture
@@ -103,7 +104,8 @@ def test_failed_pgm_leaves_nothing_behind(data_copy, tmp_path):
 def test_read_pgm_parses_any_valid_header(tmp_path, header):
     pgm = tmp_path / 'x.pgm'
     pgm.write_bytes(header + np.array([[1, 2, 3], [256, 512, 65535]], dtype='>u2').tobytes())
-    np.testing.assert_array_equal(cr2.read_pgm(pgm), [[1, 2, 3], [256, 512, 65535]])
+    # PGM rows run top first; the array is bottom row first (FITS order).
+    np.testing.assert_array_equal(cr2.read_pgm(pgm), [[256, 512, 65535], [1, 2, 3]])
     assert cr2.read_pgm(pgm).dtype == np.uint16
 
 
@@ -257,3 +259,68 @@ def test_convert_refuses_before_working(data_copy, tmp_path):
         conversion.convert(path, to='tiff')
     with pytest.raises(FileNotFoundError):
         conversion.convert(path, output_dir=tmp_path / 'missing')
+
+
+# --- Orientation: row 0 is the bottom, for every decoder -----------------------------------
+
+@pytest.fixture
+def bayer_cr2(tmp_path):
+    """A CR2 whose R, G1, G2 and B photosites hold 1000, 2000, 2100 and 3000."""
+    pytest.importorskip('imagecodecs', reason='tests/cr2_maker.py needs imagecodecs')
+    from cr2_maker import bayer_frame, write_cr2
+
+    return write_cr2(tmp_path / 'bayer.cr2', bayer_frame(24, 36))
+
+
+@pytest.mark.parametrize('decoder', ['rawpy', 'dcraw'])
+def test_frames_are_bottom_row_first_with_the_manuals_bayer_pattern(bayer_cr2, decoder):
+    from panoptes_cli.images.bayer import get_rgb_data
+
+    require_program('dcraw')
+    data = cr2.read_cr2(bayer_cr2, decoder=decoder)
+    # The manual's table: row 0 = G2 B, row 1 = R G1.
+    assert data[:2, :2].tolist() == [[2100, 3000], [1000, 2000]]
+    red, green, blue = get_rgb_data(data)
+    assert (red.mean(), green.mean(), blue.mean()) == (1000, 2050, 3000)
+    red, green1, green2, blue = get_rgb_data(data, separate_green=True)
+    assert (green1.mean(), green2.mean()) == (2000, 2100)
+
+
+@pytest.mark.parametrize('decoder', ['rawpy', 'dcraw'])
+def test_fits_from_a_cr2_is_the_decoder_raster_flipped(bayer_cr2, tmp_path, decoder):
+    from cr2_maker import bayer_frame
+
+    require_program('dcraw')
+    require_program('exiftool')
+    fits_fn = cr2.cr2_to_fits(bayer_cr2, tmp_path / 'bayer.fits', decoder=decoder)
+    np.testing.assert_array_equal(getdata(fits_fn), np.flipud(bayer_frame(24, 36)))
+
+
+def test_pgm_route_gives_the_same_orientation(bayer_cr2, tmp_path):
+    require_program('dcraw')
+    pgm = cr2.cr2_to_pgm(bayer_cr2, tmp_path / 'bayer.pgm')
+    np.testing.assert_array_equal(cr2.read_pgm(pgm), cr2.read_cr2(bayer_cr2, decoder='rawpy'))
+
+
+def test_pretty_pictures_of_a_cr2_and_of_its_fits_are_the_same_way_up(tmp_path):
+    """A frame bright at the top of the camera's picture is bright at the top of both JPGs."""
+    pytest.importorskip('imagecodecs', reason='tests/cr2_maker.py needs imagecodecs')
+    from PIL import Image
+
+    from cr2_maker import sky_frame, write_cr2
+    from panoptes_cli.images import make_pretty_image
+
+    require_program('dcraw')
+    require_program('exiftool')
+    raster = sky_frame(120, 160, seed=1)
+    raster[:30] = 12000  # the top quarter of the picture the camera took
+    path = write_cr2(tmp_path / 'sky.cr2', raster)
+    fits_fn = cr2.cr2_to_fits(path, tmp_path / 'sky.fits')
+    (tmp_path / 'from_fits').mkdir()
+    pictures = [make_pretty_image(path), make_pretty_image(fits_fn, output_dir=tmp_path / 'from_fits')]
+    for jpg in pictures:
+        grey = np.asarray(Image.open(jpg).convert('L'), dtype=float)
+        picture = grey[-60:]  # below the title band: 60 super-pixel rows
+        assert picture[:10].mean() > picture[-10:].mean() + 50, jpg
+    first, second = (np.asarray(Image.open(jpg).convert('L'), dtype=float)[-60:] for jpg in pictures)
+    assert np.abs(first - second).mean() < 2

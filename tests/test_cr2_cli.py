@@ -30,7 +30,7 @@ def test_convert_to_fits_beside_the_cr2(cli, data_copy, shared_data):
     assert result.exit_code == 0, result.stderr
     assert records(result.stdout) == [{'file': str(path), 'output': str(path.with_suffix('.fits'))}]
     np.testing.assert_array_equal(getdata(path.with_suffix('.fits')),
-                                  np.load(shared_data / 'cr2' / 'synthetic.npy'))
+                                  np.flipud(np.load(shared_data / 'cr2' / 'synthetic.npy')))
     assert getheader(path.with_suffix('.fits'))['EXPTIME'] == 120.0
 
 

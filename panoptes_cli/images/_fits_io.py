@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 
-from panoptes_cli.error import NotAFitsFile, PanError
+from panoptes_cli.error import MissingFile, NotAFitsFile, PanError
 from panoptes_cli.files import atomic_path
 from panoptes_cli.images._fits_header import parse
 from panoptes_cli.images._fits_structure import StructureError, image_signatures, walk
@@ -24,6 +24,27 @@ PathLike = str | os.PathLike
 TEMP_SUFFIX = '.part'
 
 _TRUNCATED = re.compile(r'actual file length \((\d+)\) is smaller than the expected size \((\d+)\)')
+
+
+class MissingFitsFile(NotAFitsFile, MissingFile):
+    """No file at that path (a FileNotFoundError; an AssertionError as 0.2.29's checks were)."""
+
+
+class FitsPathIsADirectory(NotAFitsFile, IsADirectoryError):
+    """The path names a directory."""
+
+
+class UnreadableFile(PanError, PermissionError):
+    """The file is there but this user may not read it."""
+
+
+def not_fits_error(fn: PathLike, exc: BaseException, why: str | None = None) -> PanError:
+    """The error for ``fn`` failing to read as FITS because of ``exc``, of the matching class."""
+    if isinstance(exc, PermissionError):
+        return UnreadableFile(f'{os.fspath(fn)}: cannot read ({exc.strerror.lower()})')
+    kind = (MissingFitsFile if isinstance(exc, FileNotFoundError)
+            else FitsPathIsADirectory if isinstance(exc, IsADirectoryError) else NotAFitsFile)
+    return kind(f'{os.fspath(fn)}: not a FITS file ({why or failure_reason(exc)})')
 
 
 def is_fpacked_name(fn: PathLike) -> bool:
@@ -67,10 +88,10 @@ def reading(fn: PathLike):
         for warning in caught:
             warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                    warning.lineno)
-    except PermissionError as exc:
-        raise PanError(f'{os.fspath(fn)}: cannot read ({exc.strerror.lower()})') from exc
     except (OSError, AstropyUserWarning) as exc:
-        raise NotAFitsFile(f'{os.fspath(fn)}: not a FITS file ({failure_reason(exc)})') from exc
+        if isinstance(exc, PanError):
+            raise
+        raise not_fits_error(fn, exc) from exc
 
 
 def image_hdu(hdul):
@@ -132,8 +153,8 @@ def structure(path: PathLike, what: str | None = None):
     try:
         return walk(path)
     except (FileNotFoundError, IsADirectoryError, StructureError) as exc:
-        why = exc if isinstance(exc, StructureError) else failure_reason(exc)
-        raise NotAFitsFile(f'{os.fspath(what or path)}: not a FITS file ({why})') from exc
+        why = str(exc) if isinstance(exc, StructureError) else None
+        raise not_fits_error(what or path, exc, why) from exc
 
 
 def image_extension(hdus: list) -> int:

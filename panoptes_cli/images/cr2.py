@@ -5,13 +5,19 @@ what ``dcraw -t 0 -D -4`` gives (the raw, unscaled, unrotated Bayer values of
 the visible area) and is faster; ``dcraw`` is the fallback when rawpy is not
 installed or LibRaw cannot read a file. EXIF comes from ``exiftool``.
 
+Orientation: both decoders hand over the picture top row first; every frame read
+here is turned bottom row first, the FITS convention and what panoptes-utils 0.2.29's
+``read_pgm`` did, in one place (:func:`bottom_row_first`). So row 0 of a frame
+holds ``G2 B`` and row 1 ``R G1``, as in :mod:`panoptes_cli.images.bayer`, and a
+picture drawn with row 0 at the bottom shows the sky the way the camera took it.
+
 The doctests use the sample files in the ``shared`` folder beside the repository:
 
 >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data' / 'cr2'
 >>> data = read_cr2(SHARED / 'synthetic.cr2')
 >>> data.shape, data.dtype
 ((348, 520), dtype('uint16'))
->>> bool((data == np.load(SHARED / 'synthetic.npy')).all())
+>>> bool((data == np.flipud(np.load(SHARED / 'synthetic.npy'))).all())
 True
 """
 
@@ -72,9 +78,22 @@ def existing_file(fname: PathLike) -> Path:
     return path
 
 
+def bottom_row_first(raster: np.ndarray) -> np.ndarray:
+    """Turn a decoder's raster (top row first) into FITS order (bottom row first).
+
+    >>> bottom_row_first(np.array([[1, 2], [3, 4]]))
+    array([[3, 4],
+           [1, 2]])
+    """
+    return np.ascontiguousarray(raster[::-1])
+
+
 def read_cr2(cr2_fname: PathLike, decoder: str = 'auto', dcraw: str = 'dcraw',
              timeout: float | None = None) -> np.ndarray:
-    """Return the raw Bayer pixels of a CR2 file, exactly as ``dcraw -t 0 -D -4`` gives them.
+    """Return the raw Bayer pixels of a CR2 file, bottom row first (FITS order).
+
+    The values are exactly those of ``dcraw -t 0 -D -4``, whose rows run top first;
+    see the module's note on orientation.
 
     >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data' / 'cr2'
     >>> a = read_cr2(SHARED / 'synthetic.cr2', decoder='rawpy')
@@ -94,7 +113,7 @@ def read_cr2(cr2_fname: PathLike, decoder: str = 'auto', dcraw: str = 'dcraw',
         timeout: Seconds dcraw may take, default no limit.
 
     Returns:
-        numpy.ndarray: The ``height x width`` uint16 Bayer frame (numpy row 0 first).
+        numpy.ndarray: The ``height x width`` uint16 Bayer frame, row 0 the bottom.
 
     Raises:
         FileNotFoundError: No such file.
@@ -102,8 +121,12 @@ def read_cr2(cr2_fname: PathLike, decoder: str = 'auto', dcraw: str = 'dcraw',
         InvalidSystemCommand: ``decoder='dcraw'`` and dcraw is not installed.
         IllegalValue: An unknown decoder.
     """
-    path = existing_file(cr2_fname)
-    name = os.fspath(cr2_fname)
+    return bottom_row_first(_decode(existing_file(cr2_fname), decoder, dcraw, timeout))
+
+
+def _decode(path: Path, decoder: str, dcraw: str, timeout: float | None) -> np.ndarray:
+    """The raster of one of the decoders, top row first."""
+    name = os.fspath(path)
     if decoder not in ('auto', 'rawpy', 'dcraw'):
         raise IllegalValue(f"Unknown CR2 decoder {decoder!r}; use 'auto', 'rawpy' or 'dcraw'")
     reasons = []
@@ -209,9 +232,10 @@ def cr2_to_pgm(cr2_fname: PathLike, pgm_fname: PathLike | None = None, overwrite
 
 
 def read_pgm(fname: PathLike, byteorder: str = '>', remove_after: bool = False) -> np.ndarray:
-    """Return image data from a raw PGM file as numpy array.
+    """Return image data from a raw PGM file as numpy array, bottom row first.
 
-    The header is parsed as the format spec (http://netpbm.sourceforge.net/doc/pgm.html)
+    PGM rows run top first; the array is turned the FITS way up (see the module's
+    note on orientation), as panoptes-utils 0.2.29 did. The header is parsed as the format spec (http://netpbm.sourceforge.net/doc/pgm.html)
     says: magic number, then width, height and maximum value separated by any
     whitespace, with ``#`` comments allowed, then one whitespace character and
     the raster. Two-byte samples are big endian (as dcraw writes them, even
@@ -221,12 +245,12 @@ def read_pgm(fname: PathLike, byteorder: str = '>', remove_after: bool = False) 
     >>> _ = pgm.write_bytes(b'P5\\n# made by hand\\n3 2\\n65535\\n' +
     ...                     np.arange(6, dtype='>u2').tobytes())
     >>> read_pgm(pgm)
-    array([[0, 1, 2],
-           [3, 4, 5]], dtype=uint16)
+    array([[3, 4, 5],
+           [0, 1, 2]], dtype=uint16)
     >>> _ = pgm.write_bytes(b'P2 2 2 255 1 2 3 4')
     >>> read_pgm(pgm, remove_after=True)
-    array([[1, 2],
-           [3, 4]], dtype=uint8)
+    array([[3, 4],
+           [1, 2]], dtype=uint8)
     >>> pgm.exists()
     False
 
@@ -243,7 +267,7 @@ def read_pgm(fname: PathLike, byteorder: str = '>', remove_after: bool = False) 
             AssertionError as 0.2.29's check was).
     """
     buffer = Path(fname).read_bytes()
-    data = _parse_pgm(buffer, os.fspath(fname), byteorder=byteorder)
+    data = bottom_row_first(_parse_pgm(buffer, os.fspath(fname), byteorder=byteorder))
     if remove_after:
         os.unlink(fname)
     return data

@@ -30,6 +30,7 @@ from panoptes_cli.images._fits_io import (
     reading, rewrite, structure)
 from panoptes_cli.images.packing import pack_into
 from panoptes_cli.programs import Process, failure_message, find_program, run
+from panoptes_cli.quantities import get_quantity_value
 
 # solve-field's own options as the manual's solve_field uses them, except the
 # downsampling (chosen from the image size) and the outputs we do not read.
@@ -242,6 +243,51 @@ def parse_wcsinfo(text: str) -> dict:
     return info
 
 
+# The unit of each number wcsinfo prints (astrometry.net's meanings). The Mercator
+# values are fractions of the map, but 0.2.29 gave them degrees and callers may
+# rely on Quantities there, so they keep that label.
+_WCSINFO_UNITS = {
+    'pix': ('crpix0', 'crpix1', 'imagew', 'imageh'),
+    'deg': ('crval0', 'crval1', 'ra_center', 'dec_center', 'orientation', 'orientation_center',
+            'dec_center_d', 'ramin', 'ramax', 'decmin', 'decmax',
+            'ra_min_merc', 'ra_max_merc', 'dec_min_merc', 'dec_max_merc', 'merc_diff'),
+    'deg / pix': ('cd11', 'cd12', 'cd21', 'cd22'),
+    'arcsec / pix': ('pixscale',),
+    'deg2': ('fieldarea',),
+    'hourangle': ('ra_center_h',),
+    'min': ('ra_center_m',),
+    's': ('ra_center_s',),
+    'arcmin': ('dec_center_m',),
+    'arcsec': ('dec_center_s',),
+}
+_UNIT_OF = {key: unit for unit, keys in _WCSINFO_UNITS.items() for key in keys}
+# fieldw and fieldh are in whatever unit wcsinfo picked for the field's size.
+_FIELD_UNITS = {'degrees': 'deg', 'arcminutes': 'arcmin', 'arcseconds': 'arcsec'}
+
+
+def wcsinfo_quantities(info: Mapping) -> dict:
+    """Return wcsinfo's parsed output with every number a float, as a Quantity where it has a unit.
+
+    >>> info = wcsinfo_quantities({'pixscale': 10.3, 'imagew': 700, 'fieldw': 34.4,
+    ...                            'fieldunits': 'arcminutes', 'parity': -1})
+    >>> info['pixscale'], info['imagew'], info['fieldw'], info['parity']
+    (<Quantity 10.3 arcsec / pix>, <Quantity 700. pix>, <Quantity 34.4 arcmin>, -1.0)
+    """
+    from astropy import units as u
+
+    units = dict(_UNIT_OF)
+    field_unit = _FIELD_UNITS.get(info.get('fieldunits'), 'deg')
+    units.update(fieldw=field_unit, fieldh=field_unit)
+    converted = {}
+    for key, value in info.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = float(value)
+            if key in units:
+                value = value * u.Unit(units[key])
+        converted[key] = value
+    return converted
+
+
 def run_wcsinfo(path: Path, extension: int, options: Mapping) -> dict | None:
     """Run ``wcsinfo`` on one HDU; return its parsed output, or None if it found no WCS."""
     args = [find_program('wcsinfo'), *option_args(options)]
@@ -272,27 +318,32 @@ def wcs_cards(wcs_header) -> list:
 def summary(fits_file: str, info: Mapping, seconds: float, skipped: bool = False) -> dict:
     """The record ``panoptes fits solve`` prints for a solved file.
 
-    Field sizes are in degrees whatever unit wcsinfo chose for them.
+    ``info`` holds Quantities (see :func:`wcsinfo_quantities`); the record has plain
+    numbers: degrees, arcsec/pixel, and field sizes in degrees whatever unit wcsinfo
+    chose for them.
     """
-    to_degrees = {'degrees': 1.0, 'arcminutes': 1 / 60, 'arcseconds': 1 / 3600}.get(
-        info.get('fieldunits'), 1.0)
     return {
         'filename': fits_file,
         'solved': True,
         'skipped': skipped,
         'solved_file': info.get('solved_fits_file', fits_file),
-        'ra': info.get('ra_center'),
-        'dec': info.get('dec_center'),
-        'pixel_scale': info.get('pixscale'),
-        'rotation': info.get('orientation'),
-        'field_width': _rounded(info.get('fieldw'), to_degrees),
-        'field_height': _rounded(info.get('fieldh'), to_degrees),
+        'ra': _number(info.get('ra_center'), 'deg'),
+        'dec': _number(info.get('dec_center'), 'deg'),
+        'pixel_scale': _number(info.get('pixscale'), 'arcsec / pix'),
+        'rotation': _number(info.get('orientation'), 'deg'),
+        'field_width': _rounded(_number(info.get('fieldw'), 'deg')),
+        'field_height': _rounded(_number(info.get('fieldh'), 'deg')),
         'seconds': round(seconds, 3),
     }
 
 
-def _rounded(value, factor):
-    return None if value is None else round(value * factor, 6)
+def _number(value, unit: str):
+    """A Quantity's value in ``unit``; None stays None."""
+    return None if value is None else get_quantity_value(value, unit)
+
+
+def _rounded(value):
+    return None if value is None else round(value, 6)
 
 
 def failure(fits_file: str, error: BaseException, seconds: float) -> dict:
@@ -511,8 +562,8 @@ def get_solve_field(fname: PathLike, replace: bool = True, overwrite: bool = Tru
     >>> solve_info = get_solve_field(fits_fn, **{'--config': config})
     >>> solve_info['solved_fits_file']
     '.../unsolved.fits'
-    >>> round(solve_info['ra_center'], 1), round(solve_info['dec_center'], 1)
-    (303.2, 46.0)
+    >>> solve_info['ra_center'].round(1), solve_info['dec_center'].round(1)
+    (<Quantity 303.2 deg>, <Quantity 46. deg>)
     >>> getwcs(fits_fn).is_celestial
     True
 
@@ -571,7 +622,7 @@ def get_solve_field(fname: PathLike, replace: bool = True, overwrite: bool = Tru
                 why = ('no solution found; check that the index files cover this field and '
                        'scale (index_dir or a backend config)')
             raise SolveError(f'{source}: {why}')
-        wcs_info = run_wcsinfo(process.wcs_file, 0, {}) or {}
+        wcs_info = wcsinfo_quantities(run_wcsinfo(process.wcs_file, 0, {}) or {})
         header = _write_solution(process, target, replace, overwrite)
     return {**_header_dict(header), **wcs_info, 'solved_fits_file': os.fspath(target),
             'skipped': False}
@@ -581,14 +632,16 @@ def get_wcsinfo(fits_fname: PathLike, **kwargs) -> dict:
     """Return what astrometry.net's ``wcsinfo`` says about the WCS of a solved image.
 
     Reads the image HDU (extension 1 of an fpacked file). Numbers come back as
-    int or float, the rest as strings, plus ``wcs_file``.
+    astropy Quantities where they have a unit (degrees, pixels, arcsec/pixel...)
+    and floats where they do not, as in 0.2.29; wcsinfo's text values (``fieldunits``,
+    ``ra_center_hms``...) come too, as strings, and ``wcs_file`` names the file.
 
     >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data'
     >>> info = get_wcsinfo(SHARED / 'solved.fits.fz')
-    >>> round(info['ra_center'], 2), round(info['dec_center'], 2), round(info['pixscale'], 1)
-    (303.21, 46.02, 10.3)
+    >>> info['ra_center'].round(2), info['dec_center'].round(2), info['pixscale'].round(1)
+    (<Quantity 303.21 deg>, <Quantity 46.02 deg>, <Quantity 10.3 arcsec / pix>)
     >>> info['imagew'], info['fieldunits']
-    (700, 'degrees')
+    (<Quantity 700. pix>, 'degrees')
 
     Fixed from the manual: fpacked files work, the image size comes from the
     image (not from the compressed table), and an image without a WCS raises
@@ -601,7 +654,7 @@ def get_wcsinfo(fits_fname: PathLike, **kwargs) -> dict:
     Returns:
         wcsinfo's keys and values (``ra_center``, ``dec_center`` and
         ``orientation`` in degrees, ``pixscale`` in arcsec/pixel, ``fieldw``
-        and ``fieldh`` in ``fieldunits``, ...).
+        and ``fieldh`` in ``fieldunits``, ...), with units as above.
 
     Raises:
         ProgramNotFound: wcsinfo is not installed.
@@ -619,7 +672,7 @@ def get_wcsinfo(fits_fname: PathLike, **kwargs) -> dict:
     info = run_wcsinfo(source, image_extension(hdus), options)
     if info is None:
         raise NotFound(f'{source}: no WCS in the header (not plate-solved yet)')
-    return {**info, 'wcs_file': os.fspath(source)}
+    return {**wcsinfo_quantities(info), 'wcs_file': os.fspath(source)}
 
 
 def solve_fields(fnames: list[PathLike], jobs: int | None = None, **kwargs):
