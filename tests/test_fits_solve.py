@@ -273,7 +273,9 @@ class TestSolveFields:
         results = fits.solve_fields([bad, *paths], jobs=2, timeout=60)
         started = time.monotonic()
         assert next(results)['filename'] == str(bad)
+        deadline = started + 20
         while not pids.exists() or len(pids.read_text().split()) < 2:
+            assert time.monotonic() < deadline, 'two solves did not start within 20 s'
             time.sleep(0.05)
         results.close()
         assert time.monotonic() - started < 10

@@ -1,5 +1,6 @@
 """panoptes_cli.images.plot: figures on their own Agg canvas, no global matplotlib state."""
 
+import json
 import subprocess
 import sys
 
@@ -67,15 +68,18 @@ def test_animation_has_a_frame_per_stamp(tmp_path):
 
 
 def test_plots_leave_pyplot_and_the_backend_alone():
+    # dict.items reads the settings as stored: rcParams' own lookups would resolve
+    # the backend, which imports pyplot.
     code = (
-        'import sys, matplotlib\n'
-        'before = matplotlib.get_backend() if "matplotlib.pyplot" in sys.modules else None\n'
+        'import json, sys, matplotlib\n'
+        'settings = dict(dict.items(matplotlib.rcParams))\n'
         'import numpy as np\n'
         'from panoptes_cli.images import plot\n'
         'plot.show_stamps([np.ones((11, 11)), np.zeros((11, 11))])\n'
-        'print("matplotlib.pyplot" in sys.modules, dict(matplotlib.rcParams) == '
-        'dict(matplotlib.rcParamsDefault) or "changed")\n'
+        'pyplot = "matplotlib.pyplot" in sys.modules\n'
+        'changed = sorted(k for k, v in dict.items(matplotlib.rcParams) if settings.get(k) != v)\n'
+        'print(json.dumps({"pyplot": pyplot, "changed": changed}))\n'
     )
     done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           check=True)
-    assert done.stdout.split()[0] == 'False'
+    assert json.loads(done.stdout) == {'pyplot': False, 'changed': []}

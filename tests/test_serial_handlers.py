@@ -324,11 +324,12 @@ def test_bad_urls_fail_to_open(query):
 
 
 def test_stop_on_close_leaves_no_thread():
-    before = threading.active_count()
+    before = set(threading.enumerate())
     device = open_board(f'board=telemetry&{FAST}')
     read_reports(device, 1)
+    started = set(threading.enumerate()) - before
     device.close()
-    assert threading.active_count() == before
+    assert started and not any(thread.is_alive() for thread in started)
 
 
 def test_board_message_copies():
