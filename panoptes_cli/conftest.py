@@ -8,6 +8,31 @@ import socket
 
 import pytest
 
+# Examples that run real programs or servers for a second or more: left out of the
+# quick loop (pytest -m "not slow"), by the name of the documented object, so they
+# keep their mark when a module is split.
+SLOW_DOCTESTS = frozenset({
+    'get_solve_field',            # a real solve-field run
+    'make_timelapse',             # ffmpeg
+    'convert',                    # cr2.convert: dcraw/rawpy and exiftool
+    'read_exif',                  # exiftool
+    'save_config',                # writes and rereads YAML files
+    'protocol_arduinosimulator',  # reads reports at 9600 baud
+    'altaz_to_radec',             # astropy's coordinate frames
+    'background_summary',         # photutils backgrounds
+    'get_rgb_background',
+    'cr2_to_fits',                # dcraw/rawpy and exiftool
+    'read_exif_batch',            # exiftool
+    'plot',                       # matplotlib figures
+    'animate_stamp',
+})
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if isinstance(item, pytest.DoctestItem) and item.name.rsplit('.', 1)[-1] in SLOW_DOCTESTS:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(autouse=True)
 def isolated_doctest_env(tmp_path, monkeypatch):

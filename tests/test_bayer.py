@@ -54,6 +54,7 @@ def test_masks_need_2d_data():
         bayer.get_rgb_masks(np.zeros(5))
 
 
+@pytest.mark.slow
 @settings(max_examples=200)
 @given(x=st.floats(0, 499), y=st.floats(0, 499), k=st.integers(1, 5))
 def test_stamps_are_bayer_aligned_and_hold_the_position(x, y, k):
@@ -107,6 +108,7 @@ def _masked_full_frame_background(data, box=84):
     return backgrounds, full
 
 
+@pytest.mark.slow
 def test_background_matches_the_masked_full_frame_method(shared_data):
     data = getdata(shared_data / 'unsolved.fits')
     reference, reference_full = _masked_full_frame_background(data)
@@ -120,6 +122,7 @@ def test_background_matches_the_masked_full_frame_method(shared_data):
     np.testing.assert_allclose(full, reference_full, rtol=5e-3)
 
 
+@pytest.mark.slow
 def test_background_of_the_manual_example(shared_data):
     # The manual: data mean 2236.816..., rms medians r 20.566, g 32.787, b 23.820.
     backs = bayer.get_rgb_background(shared_data / 'solved.fits.fz', return_separate=True)
@@ -158,6 +161,7 @@ def test_background_estimators(shared_data):
     assert max(levels.values()) - min(levels.values()) < 20
 
 
+@pytest.mark.slow
 def test_background_summary_writes_the_background(shared_data, tmp_path):
     output = tmp_path / 'background.fits'
     summary = bayer.background_summary(shared_data / 'unsolved.fits', output=output)

@@ -159,6 +159,7 @@ def test_cli_import_loads_no_heavy_module():
     assert loaded.stdout.strip() == '[]'
 
 
+@pytest.mark.slow
 def test_executable_and_python_m_agree(run_panoptes):
     via_script = run_panoptes('--version', check=True).stdout
     via_module = subprocess.run([sys.executable, '-m', 'panoptes_cli', '--version'],

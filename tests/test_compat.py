@@ -265,6 +265,7 @@ def test_documented_value(ours, name):
     _check(name, ours[name], CASES[name][1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', CASES)
 def test_same_as_0_2_29(ours, baseline, name):
     _check(name, ours[name], baseline[name])

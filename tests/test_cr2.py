@@ -131,6 +131,7 @@ def test_read_pgm_rejects_bad_files(tmp_path, content, why):
         cr2.read_pgm(pgm)
 
 
+@pytest.mark.slow
 def test_read_exif(data_copy):
     require_program('exiftool')
     exif = cr2.read_exif(data_copy(SYNTHETIC))
@@ -236,6 +237,7 @@ def test_cr2_to_fits_fpacked(data_copy, truth, tmp_path):
     assert getheader(fits_fn)['ISO'] == 100
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('to', ['fits', 'pgm', 'jpg'])
 def test_convert_to_each_format_into_a_directory(data_copy, tmp_path, to):
     require_program('exiftool')

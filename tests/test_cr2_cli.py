@@ -48,6 +48,7 @@ def test_batch_goes_on_after_failures(cli, data_copy, tmp_path):
     assert not (tmp_path / 'canon-eos350d-metadata-only.fits').exists()
 
 
+@pytest.mark.slow
 def test_existing_output_needs_overwrite(cli, data_copy):
     path = data_copy(SYNTHETIC)
     assert cli('cr2', 'convert', path).exit_code == 0
@@ -57,6 +58,7 @@ def test_existing_output_needs_overwrite(cli, data_copy):
     assert cli('cr2', 'convert', '--overwrite', path).exit_code == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('to', ['pgm', 'jpg', 'fits'])
 def test_convert_formats_to_a_directory_and_remove(cli, data_copy, tmp_path, to):
     paths = [data_copy(SYNTHETIC, f'IMG_{n}.cr2') for n in range(3)]
@@ -69,6 +71,7 @@ def test_convert_formats_to_a_directory_and_remove(cli, data_copy, tmp_path, to)
     assert not any(path.exists() for path in paths)
 
 
+@pytest.mark.slow
 def test_convert_reads_names_from_stdin(cli, data_copy):
     paths = [data_copy(SYNTHETIC, f'{n}.cr2') for n in range(2)]
     result = cli('cr2', 'convert', '--decoder', 'dcraw', '-', input=''.join(f'{p}\n' for p in paths))
@@ -108,6 +111,7 @@ def test_missing_dcraw_for_pgm(cli, data_copy, tmp_path, monkeypatch):
     assert cli('cr2', 'convert', path).exit_code == 0
 
 
+@pytest.mark.slow
 def test_exif_ndjson(cli, data_copy, tmp_path):
     good = data_copy(SYNTHETIC)
     real = data_copy(METADATA_ONLY)
@@ -125,6 +129,7 @@ def test_help_says_which_decoder(cli):
     assert 'LibRaw' in result.stdout and 'dcraw' in result.stdout and 'Examples:' in result.stdout
 
 
+@pytest.mark.slow
 def test_progress_bar_on_a_terminal_only(data_copy, run_with_terminal_stderr):
     """The real executable, stderr on a pseudo-terminal: a bar there, NDJSON on stdout."""
     paths = [data_copy(SYNTHETIC, f'{n}.cr2') for n in range(3)]

@@ -172,6 +172,7 @@ def test_byte_order_mark(db):
 
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=JSON_DATA, ascii_only=st.booleans())
 def test_any_json_line_is_stored_as_written(db, data, ascii_only):

@@ -204,6 +204,7 @@ def test_commands_module_imports_no_database():
 
 # The real executable.
 
+@pytest.mark.slow
 def test_pipe_find_into_insert_keeps_records(run_panoptes, isolated_env):
     """Copy a file store into sqlite through a real pipe: same ids, dates and data."""
     inserted = run_panoptes('db', 'insert', 'weather', '--db-type', 'file', '--current',
@@ -221,6 +222,7 @@ def test_pipe_find_into_insert_keeps_records(run_panoptes, isolated_env):
     assert len(sqlite_records) == 50
 
 
+@pytest.mark.slow
 def test_closed_stdout_is_quiet(run_panoptes):
     run_panoptes('db', 'insert', 'weather', input='{"n": 1}\n' * 3000, check=True)
     panoptes = shutil.which('panoptes')
@@ -231,6 +233,7 @@ def test_closed_stdout_is_quiet(run_panoptes):
     assert result.stderr == ''
 
 
+@pytest.mark.slow
 def test_insert_stores_everything_when_stdout_closes(run_panoptes, isolated_env):
     panoptes = shutil.which('panoptes')
     lines = ''.join(f'{{"n": {n}, "pad": "{"x" * 200}"}}\n' for n in range(5000))
@@ -281,6 +284,7 @@ def test_killed_mid_stream_loses_no_printed_record(isolated_env):
         assert connection.execute('PRAGMA integrity_check').fetchone() == ('ok',)
 
 
+@pytest.mark.slow
 def test_concurrent_cli_inserts(isolated_env):
     panoptes = shutil.which('panoptes')
     processes = [subprocess.Popen([panoptes, 'db', 'insert', 'weather', *extra],

@@ -27,6 +27,7 @@ def command_object(words):
     return command
 
 
+@pytest.mark.slow
 def test_committed_files_match_what_the_script_generates():
     require_program('help2man')
     result = subprocess.run([sys.executable, str(REPO_ROOT / 'docs' / 'generate.py'), '--check'],

@@ -189,6 +189,7 @@ class TestUpdateObservationHeaders:
         'origin': 'Project PANOPTES', 'tracking_rate_ra': 1.002,
     }
 
+    @pytest.mark.slow
     @pytest.mark.parametrize('name', ['unsolved.fits', 'solved.fits.fz'])
     def test_every_keyword(self, data_copy, name):
         path = data_copy(name)
@@ -289,6 +290,7 @@ def _make_test_images(directory):
 
 
 class TestFpack:
+    @pytest.mark.slow
     def test_round_trip_is_bit_exact(self, data_copy, tmp_path, packer):
         paths = [data_copy('unsolved.fits'), *_make_test_images(tmp_path)]
         for path in paths:

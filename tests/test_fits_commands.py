@@ -157,6 +157,7 @@ class TestSolve:
         require_program('solve-field')
         require_program('wcsinfo')
 
+    @pytest.mark.slow
     def test_batch_with_a_failure(self, cli, data_copy, config, tmp_path):
         good = [data_copy('unsolved.fits'), data_copy('solved.fits.fz')]
         bad = tmp_path / 'missing.fits'
@@ -180,12 +181,14 @@ class TestSolve:
         assert by_name[str(good[1])]['skipped'] is True
         assert fits.getwcs(good[0]).is_celestial
 
+    @pytest.mark.slow
     def test_overwrite_solves_again(self, cli, data_copy, config):
         path = data_copy('solved.fits.fz')
         result = cli('fits', 'solve', '--config', config, '--overwrite', path)
         assert result.exit_code == 0, result.stderr
         assert records(result.stdout)[0]['skipped'] is False
 
+    @pytest.mark.slow
     def test_hint_index_dir_and_names_from_stdin(self, cli, data_copy, shared_data):
         path = data_copy('tiny.fits')
         result = cli('fits', 'solve', '--ra', '303.2', '--dec', '46', '--radius', '3',
@@ -193,6 +196,7 @@ class TestSolve:
         assert result.exit_code == 0, result.stderr
         assert records(result.stdout)[0]['field_width'] == pytest.approx(0.573, abs=0.01)
 
+    @pytest.mark.slow
     def test_no_solution(self, cli, tmp_path, config):
         from astropy.io import fits as afits
 
@@ -210,6 +214,7 @@ class TestSolve:
         assert result.exit_code == 2
         assert cli('fits', 'solve', '--jobs', '0', path).exit_code == 2
 
+    @pytest.mark.slow
     def test_real_process(self, run_panoptes, data_copy, config):
         path = data_copy('tiny.fits')
         result = run_panoptes('fits', 'solve', '--config', config, path)
@@ -265,6 +270,7 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(')', 1)[1].split()[0] != 'Z'
 
 
+@pytest.mark.slow
 def test_solve_ctrl_c_stops_every_solve(tmp_path, data_copy):
     panoptes = shutil.which('panoptes')
     pids = tmp_path / 'pids'
@@ -286,6 +292,7 @@ def test_solve_ctrl_c_stops_every_solve(tmp_path, data_copy):
     assert list((tmp_path / 'tmpdir').iterdir()) == []
 
 
+@pytest.mark.slow
 def test_solve_progress_on_a_terminal(data_copy, config, run_with_terminal_stderr):
     require_program('solve-field')
     paths = [data_copy('tiny.fits', f'tiny{n}.fits') for n in range(2)]

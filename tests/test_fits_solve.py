@@ -63,6 +63,7 @@ def assert_solution(info, fieldw_degrees=None):
 
 
 class TestGetSolveField:
+    @pytest.mark.slow
     def test_unsolved(self, data_copy, config, tmp_path, private_tmpdir):
         path = data_copy('unsolved.fits')
         before_data = fits.getdata(path)
@@ -89,6 +90,7 @@ class TestGetSolveField:
         assert files_in(path.parent) == ['backend.cfg', 'pandir', 'tmpdir', 'unsolved.fits']
         assert files_in(private_tmpdir) == []
 
+    @pytest.mark.slow
     @pytest.mark.parametrize('name', ['tiny.fits', 'noheader.fits'])
     def test_small_crops_solve_with_the_default_downsampling(self, data_copy, config, name):
         path = data_copy(name)
@@ -104,6 +106,7 @@ class TestGetSolveField:
         assert_solution(info)
         assert path.read_bytes() == raw
 
+    @pytest.mark.slow
     def test_fpacked_file_is_solved_again_and_stays_packed(self, data_copy, config, tmp_path):
         path = data_copy('solved.fits.fz')
         data = fits.getdata(path)
@@ -122,6 +125,7 @@ class TestGetSolveField:
         assert fits.getwcs(path).is_celestial
         assert not (tmp_path / 'solved.fits').exists()
 
+    @pytest.mark.slow
     def test_new_file_instead_of_replacing(self, data_copy, config):
         path = data_copy('unsolved.fits')
         raw = path.read_bytes()
@@ -135,6 +139,7 @@ class TestGetSolveField:
         with pytest.raises(IllegalValue):
             fits.get_solve_field(path, overwrite=False, **config)
 
+    @pytest.mark.slow
     def test_no_solution_raises(self, tmp_path, config):
         path = tmp_path / 'noise.fits'
         rng = np.random.default_rng(3)
@@ -161,6 +166,7 @@ class TestGetSolveField:
         with pytest.raises(PanError, match='not a FITS file'):
             fits.get_solve_field(tmp_path / 'missing.fits', **config)
 
+    @pytest.mark.slow
     def test_index_dir(self, data_copy, shared_data):
         info = fits.get_solve_field(data_copy('tiny.fits'),
                                     index_dir=shared_data / 'astrometry')
@@ -175,6 +181,7 @@ class TestGetSolveField:
 
 
 class TestSolveField:
+    @pytest.mark.slow
     def test_command_line(self, data_copy, config):
         path = data_copy('tiny.fits')
         with fits.solve_field(path, **config, **{'--no-tweak': True, '--no-remove-lines': False}) \
@@ -195,6 +202,7 @@ class TestSolveField:
         assert args[-1] == str(path)
         assert not process.workdir.exists()
 
+    @pytest.mark.slow
     def test_explicit_hint_and_options(self, data_copy, config):
         path = data_copy('unsolved.fits')
         with fits.solve_field(path, ra=303.2, dec=46.0, radius=2, solve_opts=['--no-plots'],
@@ -206,6 +214,7 @@ class TestSolveField:
         assert args[args.index('--radius') + 1] == '2'
         assert '--guess-scale' not in args
 
+    @pytest.mark.slow
     def test_fpacked_input_is_unpacked_privately(self, data_copy, config, tmp_path):
         path = data_copy('solved.fits.fz')
         with fits.solve_field(path, **config) as process:
@@ -221,6 +230,7 @@ class TestSolveField:
         with pytest.raises(IllegalValue):
             fits.solve_field(path, ra=10)
 
+    @pytest.mark.slow
     def test_timeout_kills_the_whole_process_group(self, data_copy, tmp_path, monkeypatch,
                                                   private_tmpdir):
         # A solve-field that hangs in a child process, as astrometry-engine can.
@@ -240,6 +250,7 @@ class TestSolveField:
 
 
 class TestSolveFields:
+    @pytest.mark.slow
     def test_parallel_results_and_failures(self, data_copy, tmp_path, config):
         good = [data_copy('unsolved.fits'), data_copy('tiny.fits')]
         bad = tmp_path / 'missing.fits'

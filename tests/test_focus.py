@@ -23,6 +23,7 @@ def reference_f4(data, axis=None):
                                                     max_side=30),
                        elements=st.floats(-1e4, 1e4)),
        axis=st.sampled_from([None, 'x', 'y', 'X', 'Y']))
+@pytest.mark.slow
 def test_f4_matches_the_definition(data, axis):
     expected = reference_f4(data, None if axis is None else axis.lower())
     assert vollath_F4(data, axis=axis) == pytest.approx(expected, rel=1e-9, abs=1e-6)

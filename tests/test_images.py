@@ -62,6 +62,7 @@ def test_mask_saturated_levels():
 
 # --- pretty pictures --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_pretty_fits_is_a_colour_star_field(data_copy):
     fits_fn = data_copy('unsolved.fits')
     jpg = make_pretty_image(fits_fn)
@@ -188,6 +189,7 @@ def probe(movie):
     return json.loads(done.stdout)['streams'][0]
 
 
+@pytest.mark.slow
 def test_timelapse_of_a_sequence(frames):
     seen = []
     movie = make_timelapse(frames, progress=lambda done, total: seen.append((done, total)))
@@ -199,6 +201,7 @@ def test_timelapse_of_a_sequence(frames):
     assert [p.name for p in frames.iterdir() if p.name.startswith('.')] == []
 
 
+@pytest.mark.slow
 def test_timelapse_frame_is_the_picture(frames, tmp_path):
     movie = make_timelapse(frames, fn_out=tmp_path / 'movie.mp4', fps=2)
     still = tmp_path / 'still.png'
@@ -212,6 +215,7 @@ def test_timelapse_frame_is_the_picture(frames, tmp_path):
     assert np.percentile(pixels, 99.9) > 150 and np.median(pixels) > 5
 
 
+@pytest.mark.slow
 def test_timelapse_overwrite(frames):
     movie = make_timelapse(frames)
     with pytest.raises(FileExistsError):

@@ -31,6 +31,7 @@ def test_pretty_ndjson_link_and_errors(cli, data_copy, tmp_path):
     assert os.readlink(tmp_path / 'latest.jpg') == str(tmp_path / 'solved.jpg')
 
 
+@pytest.mark.slow
 def test_pretty_cr2_and_undecodable(cli, data_copy, tmp_path):
     require_program('exiftool')
     require_program('dcraw')
@@ -59,6 +60,7 @@ def jpg_frames(tmp_path):
     return directory
 
 
+@pytest.mark.slow
 def test_timelapse_json_and_overwrite(cli, jpg_frames, tmp_path):
     result = cli('image', 'timelapse', jpg_frames, '--fps', '5')
     assert result.exit_code == 0, result.stderr
@@ -85,6 +87,7 @@ def test_timelapse_empty_glob_and_missing_ffmpeg(cli, jpg_frames, tmp_path, monk
                              'sudo apt-get install ffmpeg\n')
 
 
+@pytest.mark.slow
 def test_timelapse_progress_on_a_terminal(jpg_frames, run_with_terminal_stderr):
     status, stdout, terminal = run_with_terminal_stderr('image', 'timelapse', jpg_frames)
     assert status == 0
@@ -107,6 +110,7 @@ def test_focus_ndjson(cli, data_copy, shared_data, tmp_path):
     assert cli('image', 'focus', '--axis', 'z', tiny).exit_code == 2
 
 
+@pytest.mark.slow
 def test_background_json_and_fits(cli, data_copy, tmp_path):
     fits_fn = data_copy('solved.fits.fz')
     out = tmp_path / 'background.fits'

@@ -30,16 +30,19 @@ def wheel(tmp_path_factory):
         return archive.namelist()
 
 
+@pytest.mark.slow
 def test_wheel_maps_commands_into_the_package(wheel):
     assert 'panoptes_cli/commands/main.py' in wheel
     assert not any(name.startswith('commands/') for name in wheel)
 
 
+@pytest.mark.slow
 def test_wheel_ships_marker_and_default_config(wheel):
     assert 'panoptes_cli/py.typed' in wheel
     assert any(re.match(r'panoptes_cli/data/.+\.yaml$', name) for name in wheel)
 
 
+@pytest.mark.slow
 def test_wheel_has_every_subpackage(wheel):
     packages = {str(p.parent.relative_to(REPO_ROOT)).replace('/', '.')
                 for p in (REPO_ROOT / 'panoptes_cli').rglob('__init__.py')}
@@ -48,6 +51,7 @@ def test_wheel_has_every_subpackage(wheel):
     assert packages <= shipped
 
 
+@pytest.mark.slow
 def test_console_script_entry_point(wheel):
     assert any(name.endswith('entry_points.txt') for name in wheel)
 

@@ -20,6 +20,7 @@ def test_palette_is_a_marked_copy():
     assert tuple(colormaps['viridis'].get_bad()) != tuple(palette.get_bad())
 
 
+@pytest.mark.slow
 def test_colorbar_orientations():
     fig = plot._figure()
     ax = fig.add_subplot()
@@ -30,6 +31,7 @@ def test_colorbar_orientations():
     assert horizontal.ax.get_position().y1 <= ax.get_position().y0 + 1e-6
 
 
+@pytest.mark.slow
 def test_pixel_grid_without_labels():
     ax = plot._figure().add_subplot()
     ax.imshow(np.zeros((3, 3)))
@@ -38,6 +40,7 @@ def test_pixel_grid_without_labels():
     assert [label.get_text() for label in ax.get_xticklabels(minor=True)] == [''] * 4
 
 
+@pytest.mark.slow
 def test_show_stamps_from_cubes_saves_a_png(tmp_path):
     rng = np.random.default_rng(0)
     cubes = [rng.normal(100, 5, (4, 121)), rng.normal(100, 5, (4, 121)),
@@ -67,6 +70,7 @@ def test_animation_has_a_frame_per_stamp(tmp_path):
         assert image.n_frames == 4
 
 
+@pytest.mark.slow
 def test_plots_leave_pyplot_and_the_backend_alone():
     # dict.items reads the settings as stored: rcParams' own lookups would resolve
     # the backend, which imports pyplot.

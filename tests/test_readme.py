@@ -91,6 +91,7 @@ def sandbox(tmp_path, shared_data):
     return home, env
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('lines', list(readme_blocks()))
 def test_readme_example_block_runs(lines, sandbox):
     for program in ('jq', 'solve-field', 'exiftool', 'ffmpeg'):

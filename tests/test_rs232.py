@@ -324,6 +324,7 @@ def test_listen_reports_an_endless_line(device, monkeypatch):
     assert any('without a line end' in event.reason for event in skipped)
 
 
+@pytest.mark.slow
 def test_listen_survives_a_device_that_vanishes_and_comes_back(device):
     with collecting(device.link, timeout=30, poll_interval=0.1, retry_delay=0.1,
                     max_retry_delay=0.4) as collector:
@@ -349,6 +350,7 @@ def test_listen_survives_a_device_that_vanishes_and_comes_back(device):
     assert kinds.index('Reconnected') > kinds.index('Disconnected')
 
 
+@pytest.mark.slow
 def test_listen_timeout_covers_reconnecting(device):
     with collecting(device.link, timeout=0.8, poll_interval=0.1, retry_delay=0.1) as collector:
         sync(collector, device)
@@ -376,6 +378,7 @@ def test_listen_closes_the_port_when_closed(device):
     assert info.value.errno == errno.EIO
 
 
+@pytest.mark.slow
 def test_listen_to_the_simulator_url():
     events = listen('arduinosimulator://?board=telemetry&report_interval=0.5', timeout=10)
     try:

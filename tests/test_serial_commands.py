@@ -112,6 +112,7 @@ def test_ports_json_in_a_pipe(cli):
         assert {'device', 'description', 'hwid', 'vid', 'pid', 'serial_number'} <= set(port)
 
 
+@pytest.mark.slow
 def test_ports_table_only_on_a_terminal():
     main, terminal = os.openpty()
     try:
@@ -140,6 +141,7 @@ def test_ports_table_only_on_a_terminal():
 
 # -- listen in process ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_listen_to_the_simulator(cli):
     result = cli('serial', 'listen', FAST_URL, '--count', 2)
     assert result.exit_code == 0, result.stderr
@@ -201,6 +203,7 @@ def test_listen_bad_url_exits_1(cli):
 
 # -- simulate in process --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_simulate_on_stdout_takes_commands_on_stdin(cli):
     result = cli('serial', 'simulate', '--count', 2, input='fan,off\n')
     assert result.exit_code == 0, result.stderr
@@ -238,6 +241,7 @@ def test_simulate_refuses_to_replace_a_file(cli, tmp_path):
 
 # -- real processes on real ptys ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_pty_round_trip_between_processes(processes, run_panoptes):
     simulator = processes('serial', 'simulate', '--pty')
     announced = simulator.next_record()
@@ -255,6 +259,7 @@ def test_pty_round_trip_between_processes(processes, run_panoptes):
     assert not os.path.exists(announced['port'])
 
 
+@pytest.mark.slow
 def test_relay_commands_through_the_pty(processes):
     simulator = processes('serial', 'simulate', '--pty')
     port = simulator.next_record()['port']
@@ -277,12 +282,14 @@ def test_relay_commands_through_the_pty(processes):
     assert len(reports) <= 2
 
 
+@pytest.mark.slow
 def test_simulate_pty_count_then_exit(processes):
     simulator = processes('serial', 'simulate', '--pty', '--board', 'json_object', '-n', 1)
     assert simulator.next_record()['relays'] == []
     assert simulator.popen.wait(timeout=15) == 0
 
 
+@pytest.mark.slow
 def test_device_vanishes_and_comes_back(processes, tmp_path):
     link = tmp_path / 'ttyTELEMETRY'
     first_board = processes('serial', 'simulate', '--pty', '--link', link)
@@ -313,6 +320,7 @@ def test_device_vanishes_and_comes_back(processes, tmp_path):
     assert not link.is_symlink()
 
 
+@pytest.mark.slow
 def test_listen_quiet_when_the_reader_goes_away():
     """As in ``panoptes serial listen PORT | head -1``."""
     listener = subprocess.Popen([shutil.which('panoptes'), 'serial', 'listen', FAST_URL],

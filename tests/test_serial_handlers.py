@@ -179,6 +179,7 @@ def open_board(query, **settings):
     return serial.serial_for_url(f'arduinosimulator://?{query}', **settings)
 
 
+@pytest.mark.slow
 def test_telemetry_reports():
     device = open_board(f'board=telemetry&{FAST}')
     try:
@@ -197,6 +198,7 @@ def test_telemetry_reports():
     assert first['current']['main'] > sum(first['current'][k] for k in ('fan', 'mount', 'cameras'))
 
 
+@pytest.mark.slow
 def test_camera_and_json_object_boards():
     device = open_board(f'board=camera&{FAST}')
     try:
@@ -214,6 +216,7 @@ def test_camera_and_json_object_boards():
     assert set(empty) == {'millis', 'report_num'}
 
 
+@pytest.mark.slow
 def test_relay_commands_take_effect():
     device = open_board(f'board=telemetry&{FAST}')
     try:
@@ -236,6 +239,7 @@ def test_relay_commands_take_effect():
     assert all(value == 0 for value in dark['current'].values())
 
 
+@pytest.mark.slow
 def test_camera_relays_and_bad_commands():
     device = open_board(f'board=camera&{FAST}')
     try:
@@ -247,6 +251,7 @@ def test_camera_relays_and_bad_commands():
     assert (report['camera_00'], report['camera_01']) == (0, 1)
 
 
+@pytest.mark.slow
 def test_command_split_across_writes():
     device = open_board(f'board=telemetry&{FAST}')
     try:
@@ -260,6 +265,7 @@ def test_command_split_across_writes():
     assert report['power']['weather'] == 0
 
 
+@pytest.mark.slow
 def test_first_report_is_cut_like_a_running_board():
     device = open_board(f'board=telemetry&{FAST}')
     try:
@@ -273,6 +279,7 @@ def test_first_report_is_cut_like_a_running_board():
     assert len(first) <= len(whole) + 5
 
 
+@pytest.mark.slow
 def test_wrong_settings_keep_the_board_silent_until_fixed():
     device = open_board(f'board=telemetry&{FAST}', baudrate=115200, timeout=0.6)
     try:
@@ -323,6 +330,7 @@ def test_bad_urls_fail_to_open(query):
         open_board(query)
 
 
+@pytest.mark.slow
 def test_stop_on_close_leaves_no_thread():
     before = set(threading.enumerate())
     device = open_board(f'board=telemetry&{FAST}')
@@ -372,6 +380,7 @@ def test_full_output_queue_drops_chunks_instead_of_blocking():
         assert board.running
 
 
+@pytest.mark.slow
 def test_simulated_board_commands_from_a_stream():
     read_end, write_end = os.pipe()
     with SimulatedBoard('telemetry', report_interval=0.2) as board, \
@@ -398,6 +407,7 @@ def read_pty_lines(fd, count, deadline=10.0):
     return pending.decode().split('\r\n')[:count]
 
 
+@pytest.mark.slow
 def test_pty_board_round_trip(tmp_path):
     link = tmp_path / 'ttyTELEMETRY'
     with PtyBoard('telemetry', link=link, report_interval=0.25) as board:

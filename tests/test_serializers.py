@@ -22,6 +22,7 @@ plain_json = st.recursive(
     max_leaves=20)
 
 
+@pytest.mark.slow
 @given(plain_json)
 def test_plain_data_round_trips_through_json(value):
     assert from_json(to_json(value)) == value
@@ -29,6 +30,7 @@ def test_plain_data_round_trips_through_json(value):
 
 @given(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9),
        st.sampled_from(['m', 'deg', 's', 'km', 'arcsec', 'm / s', 'min', 'K']))
+@pytest.mark.slow
 def test_quantities_round_trip(number, unit):
     quantity = number * u.Unit(unit)
     assert from_json(to_json({'q': quantity}))['q'] == quantity

@@ -82,6 +82,7 @@ def test_time_now_bare_forms(cli, form, expected):
     assert result.stdout == f'{expected}\n'
 
 
+@pytest.mark.slow
 def test_time_now_json_document(run_panoptes):
     result = run_panoptes('time', 'now', env={'POCSTIME': '1999-12-31 23:59:59'}, check=True)
     assert json.loads(result.stdout) == {

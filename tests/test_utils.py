@@ -60,6 +60,7 @@ def test_moving_average_matches_numpy():
     assert np.allclose(moving_average(data, periods=4), np.convolve(data, np.ones(4) / 4, 'same'))
 
 
+@pytest.mark.slow
 def test_altaz_to_radec_now_is_offline():
     from astropy import units as u
     from astropy.coordinates import EarthLocation

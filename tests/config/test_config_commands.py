@@ -13,6 +13,7 @@ from panoptes_cli.config.client import get_config, server_is_running
 
 # --- get --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_get_prints_json(cli, server):
     result = cli('config', 'get', 'location.horizon')
     assert (result.exit_code, result.stdout, result.stderr) == (0, '"30.0 deg"\n', '')
@@ -49,6 +50,7 @@ def test_get_host_and_port_options(cli, server, monkeypatch, unused_port):
     assert (result.exit_code, result.stdout) == (0, '"Testing PANOPTES Unit"\n')
 
 
+@pytest.mark.slow
 def test_get_from_a_file_needs_no_server(cli, config_file):
     result = cli('config', 'get', 'location.horizon', '--file', config_file)
     assert (result.exit_code, result.stdout) == (0, '"30.0 deg"\n')
@@ -193,6 +195,7 @@ def running():
             process.wait(10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('stop_signal', [signal.SIGINT, signal.SIGTERM])
 def test_run_serves_until_a_signal(running, config_file, stop_signal):
     port = int(os.environ['PANOPTES_CONFIG_PORT'])
@@ -207,6 +210,7 @@ def test_run_serves_until_a_signal(running, config_file, stop_signal):
     assert not server_is_running(port=port)
 
 
+@pytest.mark.slow
 def test_run_saves_changes_by_default_and_stop_ends_it(running, run_panoptes, config_file):
     process, _ = running(config_file)
     result = run_panoptes('config', 'set', 'location.horizon', '37 deg')
@@ -218,6 +222,7 @@ def test_run_saves_changes_by_default_and_stop_ends_it(running, run_panoptes, co
     assert process.wait(15) == 0
 
 
+@pytest.mark.slow
 def test_run_serves_the_bundled_config_without_saving(running, monkeypatch):
     monkeypatch.delenv('PANOPTES_CONFIG_FILE')
     process, line = running('--no-load-local')
@@ -228,6 +233,7 @@ def test_run_serves_the_bundled_config_without_saving(running, monkeypatch):
     assert process.wait(15) == 0
 
 
+@pytest.mark.slow
 def test_run_refuses_a_bad_config(run_panoptes, config_file):
     config_file.write_text(config_file.read_text().replace('  horizon: 30 deg',
                                                            '  horizon: 30 deg: oops'))
@@ -237,6 +243,7 @@ def test_run_refuses_a_bad_config(run_panoptes, config_file):
                              'mapping values are not allowed here\n')
 
 
+@pytest.mark.slow
 def test_run_refuses_a_port_in_use(running, run_panoptes, config_file):
     running(config_file, '--no-save-local')
     port = os.environ['PANOPTES_CONFIG_PORT']

@@ -256,6 +256,7 @@ def test_cannot_save_beside_the_bundled_config(monkeypatch):
 
 # --- Durability and concurrency ---------------------------------------------------------
 
+@pytest.mark.slow
 def test_kill_9_loses_nothing_that_was_acknowledged(start_server, config_file):
     process = start_server(config_file, save_local=True)
     acknowledged = {}
@@ -309,11 +310,13 @@ def run_setters(threads_count, sets_each):
     return {f't{t}': {f'k{i}': i for i in range(sets_each)} for t in range(threads_count)}
 
 
+@pytest.mark.slow
 def test_concurrent_setters_lose_nothing(server):
     expected = run_setters(8, 200)
     assert get_config('threads') == expected
 
 
+@pytest.mark.slow
 def test_concurrent_saved_setters_lose_nothing(start_server, config_file):
     process = start_server(config_file, save_local=True)
     expected = run_setters(8, 25)
@@ -461,6 +464,7 @@ def test_calls_time_out_instead_of_hanging(monkeypatch):
         assert time.monotonic() - started < 5
 
 
+@pytest.mark.slow
 def test_connection_is_reused_and_survives_a_restart(start_server, config_file):
     first = start_server(config_file)
     get_config('name')
