@@ -2,6 +2,8 @@
 
 from numbers import Real
 
+import numpy as np
+
 from panoptes_cli.error import CheckFailed
 
 
@@ -38,8 +40,6 @@ class Horizon:
     """
 
     def __init__(self, obstructions=None, default_horizon=30):
-        import numpy as np
-
         self.obstructions = [self._check_obstruction(points) for points in (obstructions or [])]
         self.default_horizon = default_horizon
         self.alt = [[alt for alt, _ in points] for points in self.obstructions]

@@ -17,7 +17,6 @@ only print JSON start fast.
 """
 
 import copy
-import io
 import json
 import re
 from datetime import date as _date, datetime as _datetime, timezone
@@ -38,35 +37,12 @@ _QUANTITY_STRING = re.compile(
 _SINGLE_LETTER_UNITS = frozenset('msgdhKVAW')
 
 
-def _make_string_yaml():
-    from ruamel.yaml import YAML
-
-    class StringYAML(YAML):
-        """A ruamel YAML (round-trip, so comments are kept) whose ``dump`` can return a string."""
-
-        def dump(self, data, stream=None, **kwargs):
-            """Dump ``data`` as YAML to ``stream``, or return it as a string when no stream is given."""
-            if stream is not None:
-                return super().dump(data, stream, **kwargs)
-            buffer = io.StringIO()
-            super().dump(data, buffer, **kwargs)
-            return buffer.getvalue()
-
-    StringYAML.__module__ = __name__
-    return StringYAML
-
-
-def _string_yaml_class():
-    """Return StringYAML, making it on first use: it subclasses ruamel's YAML."""
-    if 'StringYAML' not in globals():
-        globals()['StringYAML'] = _make_string_yaml()
-    return globals()['StringYAML']
-
-
 def __getattr__(name):
-    # PEP 562: `from panoptes_cli.serializers import StringYAML` loads ruamel only then.
+    # PEP 562: `from panoptes_cli.serializers import StringYAML` loads ruamel.yaml only then.
     if name == 'StringYAML':
-        return _string_yaml_class()
+        from panoptes_cli.yaml_text import StringYAML
+
+        return StringYAML
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
@@ -391,7 +367,9 @@ def parse_typed_value(text: str, containers: bool = False):
 
 
 def _round_trip_yaml():
-    yaml = _string_yaml_class()(typ='rt')
+    from panoptes_cli.yaml_text import StringYAML
+
+    yaml = StringYAML(typ='rt')
     yaml.preserve_quotes = False
     return yaml
 

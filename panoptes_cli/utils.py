@@ -5,11 +5,13 @@ import os
 import re
 import shutil
 import signal
+import warnings
 from urllib.parse import unquote
 
 from panoptes_cli.error import NotFound
 # Documented here by the manual; defined in a base module that time.py can import too.
 from panoptes_cli.quantities import get_quantity_value  # noqa: F401
+from panoptes_cli.time import current_time
 
 # PANOPTES paths look like .../PAN012/ee04d1/20190820T111638/20190820T122447.fits (or with
 # '_' between the parts): unit id, camera id, sequence start time, image time. Any six
@@ -238,14 +240,10 @@ def altaz_to_radec(alt=None, az=None, location=None, obstime=None, **kwargs):
     if location is None:
         raise AssertionError('altaz_to_radec needs a location (an astropy EarthLocation)')
 
-    import warnings
-
     from astropy import units as u
     from astropy.coordinates import AltAz, SkyCoord
     from astropy.utils import iers
     from astropy.utils.exceptions import AstropyWarning
-
-    from panoptes_cli.time import current_time
 
     obstime = obstime if obstime is not None else current_time()
     alt = alt if hasattr(alt, 'unit') else alt * u.deg

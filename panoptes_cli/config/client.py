@@ -31,6 +31,7 @@ import threading
 import time
 
 from panoptes_cli.error import BadConnection, InvalidConfig, PanError, Timeout
+from panoptes_cli.serializers import from_json, to_json
 
 DEFAULT_HOST = 'localhost'
 DEFAULT_PORT = 6563
@@ -278,8 +279,6 @@ def get_config(key=None, host=None, port=None, endpoint='get-config', parse=True
         return default
     if not parse:
         return text
-    from panoptes_cli.serializers import from_json
-
     return from_json(text)
 
 
@@ -348,8 +347,6 @@ def set_config(key, new_value, host=None, port=None, parse=True, strict=False):
         BadConnection: With ``strict``, if the config server cannot be reached or fails.
         InvalidConfig: With ``strict``, if the server rejects the key or value.
     """
-    from panoptes_cli.serializers import to_json
-
     try:
         host, port = server_address(host, port)
         text = _post(host, port, '/set-config', to_json({key: new_value}).encode())
@@ -361,8 +358,6 @@ def set_config(key, new_value, host=None, port=None, parse=True, strict=False):
     _log(True, f'Config server {config_url(host, port)}: set {text[:80]}')
     if not parse:
         return json.loads(text)
-    from panoptes_cli.serializers import from_json
-
     return from_json(text)
 
 

@@ -21,11 +21,14 @@ import re
 import stat
 from pathlib import Path
 
+from ruamel.yaml.comments import CommentedMap, TaggedScalar
+from ruamel.yaml.scalarbool import ScalarBoolean
 from scalpl import Cut
 
 from panoptes_cli.error import InvalidConfig, InvalidDeserialization
 from panoptes_cli.files import atomic_write
 from panoptes_cli.limits import MAX_CONFIG_BYTES, LimitExceeded, check_key
+from panoptes_cli.serializers import from_yaml, serialize_all_objects, to_yaml
 
 # The unit config shipped inside the package: what `panoptes config run` serves
 # when no file is named.
@@ -103,8 +106,6 @@ def parse_config_text(text: str, where: str = '<string>', parse: bool = True):
       ...
     panoptes_cli.error.InvalidConfig: InvalidConfig: pocs.yaml: invalid YAML at line 3, column 1: expected ',' or ']', but got '<stream end>'
     """
-    from panoptes_cli.serializers import from_yaml
-
     try:
         config = from_yaml(text, parse=parse)
     except InvalidDeserialization as err:
@@ -191,8 +192,6 @@ def load_config(config_files=None, parse: bool = True, load_local: bool = True,
     Returns:
         dict: The merged config, a ruamel ``CommentedMap`` that keeps the first file's comments.
     """
-    from ruamel.yaml.comments import CommentedMap
-
     if config_files is None or config_files == []:
         config_files = [default_config_file()]
     elif isinstance(config_files, (str, os.PathLike)):
@@ -265,8 +264,6 @@ def save_config(path, config: dict, overwrite: bool = True) -> bool:
     Raises:
         FileExistsError: If the local file exists and ``overwrite=False``.
     """
-    from panoptes_cli.serializers import to_yaml
-
     target = local_config_path(Path(path).expanduser())
     if not overwrite and target.exists():
         raise FileExistsError(errno.EEXIST, 'local config exists and overwrite=False', str(target))
@@ -328,15 +325,10 @@ def plain_config(config):
     >>> plain_config(from_yaml('horizon: 30 deg\\nflag: &on true\\nsame: *on\\nodd: !thing 42'))
     {'horizon': '30.0 deg', 'flag': True, 'same': True, 'odd': '42'}
     """
-    from panoptes_cli.serializers import serialize_all_objects
-
     return _plain_values(serialize_all_objects(config))
 
 
 def _plain_values(obj):
-    from ruamel.yaml.comments import TaggedScalar
-    from ruamel.yaml.scalarbool import ScalarBoolean
-
     if isinstance(obj, dict):
         for key, value in obj.items():
             obj[key] = _plain_values(value)
