@@ -1,10 +1,1 @@
-_panoptes_completion() {
-    local IFS=$'
-'
-    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
-                   COMP_CWORD=$COMP_CWORD \
-                   _PANOPTES_COMPLETE=complete_bash $1 ) )
-    return 0
-}
-
-complete -o default -F _panoptes_completion panoptes
+complete --command panoptes --no-files --arguments "(env _PANOPTES_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) panoptes)" --condition "env _PANOPTES_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) panoptes"

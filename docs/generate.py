@@ -76,7 +76,9 @@ def man_page(words, summary):
 
 
 def completion(shell):
-    env = dict(os.environ, COLUMNS='80')
+    # Without this, Typer ignores SHELL and writes the script of the shell it runs
+    # under (bash here) into every file.
+    env = dict(os.environ, COLUMNS='80', _TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION='1')
     result = subprocess.run(['panoptes', '--show-completion', shell], capture_output=True,
                             text=True, env=env, check=True)
     return result.stdout
