@@ -5,6 +5,7 @@ import pty
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,31 @@ def require_program(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def python_output(code: str) -> str:
+    """Run ``code`` in a fresh Python (this venv's) and return what it printed, stripped."""
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def process_alive(pid: int) -> bool:
+    """True if the process runs (a zombie nobody has reaped yet does not)."""
+    try:
+        stat = Path(f'/proc/{pid}/stat').read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
+
+
+def fake_program(tmp_path: Path, name: str, body: str) -> Path:
+    """Write a shell script standing in for program ``name`` (to hang on purpose); return its directory."""
+    directory = tmp_path / 'bin'
+    directory.mkdir(exist_ok=True)
+    script = directory / name
+    script.write_text(f'#!/bin/sh\n{body}\n')
+    script.chmod(0o755)
+    return directory
 
 
 @pytest.fixture(autouse=True)

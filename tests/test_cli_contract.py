@@ -8,6 +8,7 @@ import textwrap
 import pytest
 import typer
 
+from conftest import python_output
 from panoptes_cli.commands import output
 from panoptes_cli.error import NotFound
 
@@ -155,8 +156,7 @@ def test_closed_stdout_exits_quietly():
 def test_cli_import_loads_no_heavy_module():
     code = ('import sys, panoptes_cli.commands.main; '
             f'print([m for m in {HEAVY_MODULES!r} if m in sys.modules])')
-    loaded = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
-    assert loaded.stdout.strip() == '[]'
+    assert python_output(code) == '[]'
 
 
 @pytest.mark.slow

@@ -6,10 +6,10 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 
 import pytest
 
+from conftest import python_output
 from panoptes_cli.database import PanDB
 
 
@@ -198,8 +198,7 @@ def test_commands_module_imports_no_database():
     code = ('import sys, panoptes_cli.commands.main; '
             'print([m for m in sys.modules if m.startswith("panoptes_cli.database") '
             'or m in ("sqlite3", "ruamel", "loguru")])')
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == '[]'
+    assert python_output(code) == '[]'
 
 
 # The real executable.

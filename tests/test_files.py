@@ -4,11 +4,10 @@ import errno
 import gzip
 import os
 import stat
-import subprocess
-import sys
 
 import pytest
 
+from conftest import python_output
 from panoptes_cli.files import atomic_path, atomic_write, fsync_directory
 
 
@@ -244,5 +243,4 @@ def test_import_is_light():
     code = ('import sys; before = set(sys.modules); import panoptes_cli.files; '
             'print(sorted({m.split(".")[0] for m in set(sys.modules) - before} '
             '- set(sys.stdlib_module_names)))')
-    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "['panoptes_cli']"
+    assert python_output(code) == "['panoptes_cli']"

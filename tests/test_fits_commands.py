@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import require_program
+from conftest import fake_program, process_alive, require_program
 from panoptes_cli.images import fits
 
 IMAGEID = 'PAN001_XXXXXX_20160909T081152'
@@ -254,20 +254,7 @@ def test_help_has_examples(cli, command):
 
 def _fake_solve_field(tmp_path, body: str) -> dict:
     """An environment whose solve-field is a shell script (to hang on purpose)."""
-    fake = tmp_path / 'bin'
-    fake.mkdir()
-    script = fake / 'solve-field'
-    script.write_text(f'#!/bin/sh\n{body}\n')
-    script.chmod(0o755)
-    return {'PATH': f"{fake}:{os.environ['PATH']}"}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f'/proc/{pid}/stat').read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
+    return {'PATH': f"{fake_program(tmp_path, 'solve-field', body)}:{os.environ['PATH']}"}
 
 
 @pytest.mark.slow
@@ -288,7 +275,7 @@ def test_solve_ctrl_c_stops_every_solve(tmp_path, data_copy):
     stdout, stderr = process.communicate(timeout=20)
     assert process.returncode == 130
     assert 'Traceback' not in stderr
-    assert not any(_alive(int(pid)) for pid in pids.read_text().split())
+    assert not any(process_alive(int(pid)) for pid in pids.read_text().split())
     assert list((tmp_path / 'tmpdir').iterdir()) == []
 
 

@@ -10,7 +10,7 @@ import pytest
 from astropy import units as u
 from astropy.io import fits as afits
 
-from conftest import require_program
+from conftest import fake_program, process_alive, require_program
 from panoptes_cli.error import IllegalValue, InvalidCommand, NotFound, PanError, SolveError
 from panoptes_cli.error import Timeout as SolveTimeout
 from panoptes_cli.images import fits
@@ -40,15 +40,6 @@ def config(tmp_path, shared_data):
     path = tmp_path / 'backend.cfg'
     path.write_text(f"index {shared_data / 'astrometry' / 'index-kic8462852-tycho2-p7.fits'}\n")
     return {'--config': path}
-
-
-def alive(pid: int) -> bool:
-    """True if the process runs (a zombie nobody has reaped yet does not)."""
-    try:
-        stat = Path(f'/proc/{pid}/stat').read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
 
 
 def files_in(directory: Path) -> list[str]:
@@ -234,17 +225,14 @@ class TestSolveField:
     def test_timeout_kills_the_whole_process_group(self, data_copy, tmp_path, monkeypatch,
                                                   private_tmpdir):
         # A solve-field that hangs in a child process, as astrometry-engine can.
-        fake = tmp_path / 'bin'
-        fake.mkdir()
         pids = tmp_path / 'pids'
-        (fake / 'solve-field').write_text(f'#!/bin/sh\nsleep 60 &\necho $! > {pids}\nwait\n')
-        (fake / 'solve-field').chmod(0o755)
+        fake = fake_program(tmp_path, 'solve-field', f'sleep 60 &\necho $! > {pids}\nwait')
         monkeypatch.setenv('PATH', f'{fake}:/usr/bin:/bin')
         path = data_copy('tiny.fits')
         with pytest.raises(SolveTimeout):
             with fits.solve_field(path, timeout=1) as process:
                 process.communicate()
-        assert not alive(int(pids.read_text()))
+        assert not process_alive(int(pids.read_text()))
         assert process.returncode == -signal.SIGTERM
         assert files_in(private_tmpdir) == []
 
@@ -273,11 +261,8 @@ class TestSolveFields:
         assert by_name[str(good[1])]['field_width'] == pytest.approx(0.573, abs=0.01)
 
     def test_closing_early_stops_the_rest(self, data_copy, tmp_path, monkeypatch, private_tmpdir):
-        fake = tmp_path / 'bin'
-        fake.mkdir()
         pids = tmp_path / 'pids'
-        (fake / 'solve-field').write_text(f'#!/bin/sh\necho $$ >> {pids}\nexec sleep 60\n')
-        (fake / 'solve-field').chmod(0o755)
+        fake = fake_program(tmp_path, 'solve-field', f'echo $$ >> {pids}\nexec sleep 60')
         monkeypatch.setenv('PATH', f'{fake}:/usr/bin:/bin')
         paths = [data_copy('tiny.fits', f'tiny{n}.fits') for n in range(3)]
         bad = tmp_path / 'missing.fits'
@@ -292,7 +277,7 @@ class TestSolveFields:
         assert time.monotonic() - started < 10
         started_pids = [int(pid) for pid in pids.read_text().split()]
         assert len(started_pids) == 2
-        assert not any(alive(pid) for pid in started_pids)
+        assert not any(process_alive(pid) for pid in started_pids)
         assert files_in(private_tmpdir) == []
 
 
