@@ -1,5 +1,7 @@
 """``panoptes fits``: Inspect, compress and plate-solve FITS frames."""
 
+from enum import Enum
+
 import typer
 
 from panoptes_cli.commands import options, output
@@ -118,14 +120,45 @@ def unpack(
               scheduler=scheduler)
 
 
+class ScaleUnits(str, Enum):
+    degwidth = 'degwidth'
+    arcminwidth = 'arcminwidth'
+    arcsecperpix = 'arcsecperpix'
+    focalmm = 'focalmm'
+
+
+def _angle(value: str | None, hours: bool, limit: float) -> float | None:
+    from panoptes_cli.images.solve import parse_angle
+
+    if value is None:
+        return None
+    try:
+        angle = parse_angle(value, hours=hours)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if not -limit <= angle <= limit or (hours and angle < 0):
+        raise typer.BadParameter(f'{value!r} is out of range')
+    return angle
+
+
+def _right_ascension(value: str | None) -> float | None:
+    return _angle(value, hours=True, limit=360)
+
+
+def _declination(value: str | None) -> float | None:
+    return _angle(value, hours=False, limit=90)
+
+
 @app.command()
 @options.records_output
 def solve(
     files: list[str] = typer.Argument(..., help=FILES_HELP, show_default=False),
-    ra: float = typer.Option(None, '--ra', show_default=False,
-                             help='Search around this RA (degrees); default: the RA-MNT header.'),
-    dec: float = typer.Option(None, '--dec', show_default=False,
-                              help='Search around this Dec (degrees); default: DEC-MNT.'),
+    ra: str = typer.Option(None, '--ra', show_default=False, callback=_right_ascension,
+                           help='Search around this RA: degrees, or hours as 20:13:31; '
+                                'default: the RA-MNT header.'),
+    dec: str = typer.Option(None, '--dec', show_default=False, callback=_declination,
+                            help='Search around this Dec: degrees, or +46:05:00; '
+                                 'default: DEC-MNT.'),
     radius: float = typer.Option(None, '--radius', show_default=False,
                                  help='Search radius in degrees around the hint [default: 15].'),
     timeout: float = typer.Option(60, '--timeout', min=1,
@@ -139,6 +172,16 @@ def solve(
                                              '(repeat for more) instead of the system ones.'),
     config: str = typer.Option(None, '--config', show_default=False,
                                help='Use this astrometry.net backend config file.'),
+    downsample: int = typer.Option(None, '--downsample', min=1, show_default=False,
+                                   help="solve-field's --downsample [default: 4, 2 or 1 by "
+                                        'image size].'),
+    scale_low: float = typer.Option(None, '--scale-low', min=0, show_default=False,
+                                    help="solve-field's --scale-low: the smallest scale to try."),
+    scale_high: float = typer.Option(None, '--scale-high', min=0, show_default=False,
+                                     help="solve-field's --scale-high: the largest scale to try."),
+    scale_units: ScaleUnits = typer.Option(None, '--scale-units', show_default=False,
+                                           help="solve-field's --scale-units for --scale-low "
+                                                'and --scale-high [default: degwidth].'),
 ):
     """Plate-solve FITS files with astrometry.net and write the WCS into each.
 
@@ -156,26 +199,26 @@ def solve(
       panoptes fits solve --timeout 120 --jobs 2 --index-dir ~/astrometry unsolved.fits
 
       panoptes fits solve --ra 303.2 --dec 46.0 --radius 5 tiny.fits
+
+      panoptes fits solve --ra 20:13:31 --dec +46:05 --scale-units arcsecperpix \\
+          --scale-low 9 --scale-high 12 unsolved.fits
     """
     import contextlib
 
-    from panoptes_cli.images.fits import solve_fields
+    from panoptes_cli.images.solve import SolveOptions, solve_fields
 
     if (ra is None) != (dec is None):
         raise typer.BadParameter('give both --ra and --dec, or neither')
-    options = {'timeout': timeout, 'skip_solved': not overwrite}
-    if ra is not None:
-        options.update(ra=ra, dec=dec)
-    if radius is not None:
-        options['radius'] = radius
-    if index_dir:
-        options['index_dir'] = index_dir
-    if config:
-        options['--config'] = config
+    solve_options = SolveOptions(timeout=timeout, ra=ra, dec=dec, radius=radius,
+                                 index_dirs=index_dir or [], config=config,
+                                 downsample=downsample, scale_low=scale_low,
+                                 scale_high=scale_high,
+                                 scale_units=None if scale_units is None else scale_units.value)
     paths = output.read_paths(files)
     failures = 0
     with output.progress(len(paths), 'Solving') as advance, contextlib.closing(
-            solve_fields(paths, jobs=jobs, **options)) as results:
+            solve_fields(paths, jobs=jobs, options=solve_options,
+                         skip_solved=not overwrite)) as results:
         for result in results:
             output.emit_record(result)
             if not result['solved']:

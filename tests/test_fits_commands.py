@@ -215,6 +215,35 @@ class TestSolve:
         assert cli('fits', 'solve', '--jobs', '0', path).exit_code == 2
 
     @pytest.mark.slow
+    def test_sexagesimal_hint_and_pass_through_options(self, cli, data_copy, config):
+        path = data_copy('unsolved.fits')
+        result = cli('fits', 'solve', '--config', config, '--ra', '20:12:51', '--dec', '+46:01',
+                     '--radius', '2', '--downsample', '2', '--scale-units', 'arcsecperpix',
+                     '--scale-low', '9', '--scale-high', '12', path)
+        assert result.exit_code == 0, result.stderr
+        assert records(result.stdout)[0]['pixel_scale'] == pytest.approx(10.3, abs=0.1)
+
+    @pytest.mark.parametrize('args', [['--ra', '25:00:00', '--dec', '1'],
+                                      ['--ra', '1', '--dec', '+46:75'],
+                                      ['--ra', 'north', '--dec', '1'],
+                                      ['--scale-units', 'furlongs']])
+    def test_bad_pass_through_options_are_usage_errors(self, cli, data_copy, args):
+        assert cli('fits', 'solve', *args, data_copy('tiny.fits')).exit_code == 2
+
+    @pytest.mark.slow
+    def test_verbose_logs_each_program_run(self, run_panoptes, data_copy, config):
+        path = data_copy('tiny.fits')
+        result = run_panoptes('--verbose', 'fits', 'solve', '--config', config, path)
+        assert result.returncode == 0, result.stderr
+        lines = result.stderr.splitlines()
+        solve_field = next(line for line in lines if line.startswith('DEBUG: Running: ')
+                           and 'solve-field ' in line)
+        assert f'--config {config}' in solve_field and solve_field.endswith(str(path))
+        assert any(line.startswith('DEBUG: solve-field ended (exit status 0) after ')
+                   for line in lines)
+        assert any('wcsinfo ' in line for line in lines if line.startswith('DEBUG: Running: '))
+
+    @pytest.mark.slow
     def test_real_process(self, run_panoptes, data_copy, config):
         path = data_copy('tiny.fits')
         result = run_panoptes('fits', 'solve', '--config', config, path)

@@ -21,7 +21,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from panoptes_cli.error import IllegalValue, NotFound, PanError, SolveError, Timeout
 from panoptes_cli.files import atomic_path
@@ -355,6 +358,148 @@ def failure(fits_file: str, error: BaseException, seconds: float) -> dict:
             'seconds': round(seconds, 3)}
 
 
+# solve-field's --scale-units.
+SCALE_UNITS = ('degwidth', 'arcminwidth', 'arcsecperpix', 'focalmm')
+# solve-field options that have their own field in SolveOptions.
+_OPTION_FIELDS = {'--config': 'config', '--downsample': 'downsample', '--scale-low': 'scale_low',
+                  '--scale-high': 'scale_high', '--scale-units': 'scale_units'}
+
+
+def parse_angle(text: str | float, hours: bool = False) -> float:
+    """Read an angle in degrees, or sexagesimal (``20:13:31``, ``+46 05``, ``20h13m31s``).
+
+    Sexagesimal is hours with ``hours`` (a right ascension), else degrees; a
+    plain number is degrees either way, as solve-field reads ``--ra`` and ``--dec``.
+
+    >>> parse_angle('20:13:31', hours=True), parse_angle('+46:05'), parse_angle('-0:30')
+    (303.379166..., 46.083333..., -0.5)
+    >>> parse_angle('303.2', hours=True), parse_angle('20h13m31.5s', hours=True)
+    (303.2, 303.38125)
+    >>> parse_angle('46:75')
+    Traceback (most recent call last):
+    ...
+    ValueError: '46:75': minutes and seconds must be below 60
+    """
+    if not isinstance(text, str):
+        return float(text)
+    value = text.strip()
+    parts = [part for part in re.split(r'[:\shdm\'"s]+', value.lower()) if part]
+    if len(parts) == 1 and not re.search(r'[:\shdm]', value.lower()):
+        return float(value)
+    if not 1 <= len(parts) <= 3:
+        raise ValueError(f'{text!r}: not an angle (degrees, or sexagesimal such as 20:13:31)')
+    try:
+        numbers = [abs(float(part)) for part in parts]
+    except ValueError:
+        raise ValueError(f'{text!r}: not an angle (degrees, or sexagesimal such as 20:13:31)'
+                         ) from None
+    if any(number >= 60 for number in numbers[1:]):
+        raise ValueError(f'{text!r}: minutes and seconds must be below 60')
+    magnitude = sum(number / 60 ** index for index, number in enumerate(numbers))
+    sign = -1 if value.startswith('-') else 1
+    return sign * magnitude * (15 if hours else 1)
+
+
+@dataclass
+class SolveOptions:
+    """Everything one plate solve is told, from ``panoptes fits solve`` down to solve-field.
+
+    ``ra``, ``dec`` and ``radius`` are degrees (see :func:`parse_angle` for
+    sexagesimal input); without them the RA-MNT/DEC-MNT headers are the hint.
+    ``downsample``, ``scale_low``, ``scale_high`` and ``scale_units`` pass
+    through to solve-field's options of those names; ``config`` is a backend
+    config file and ``index_dirs`` directories of index files to use instead
+    of the system's. ``solve_opts`` replaces the default options;
+    ``extra_options`` (``{'--option': value}``, True for a flag) and
+    ``extra_args`` are appended as given.
+
+    >>> SolveOptions(ra=303.2)
+    Traceback (most recent call last):
+    ...
+    panoptes_cli.error.IllegalValue: IllegalValue: solve_field: give both ra and dec, or neither
+    """
+
+    timeout: float = 30
+    ra: float | None = None
+    dec: float | None = None
+    radius: float | None = None
+    index_dirs: list[PathLike] = field(default_factory=list)
+    config: PathLike | None = None
+    downsample: int | None = None
+    scale_low: float | None = None
+    scale_high: float | None = None
+    scale_units: str | None = None
+    solve_opts: list[str] | None = None
+    extra_options: dict[str, Any] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if (self.ra is None) != (self.dec is None):
+            raise IllegalValue('solve_field: give both ra and dec, or neither')
+        if self.scale_units is not None and self.scale_units not in SCALE_UNITS:
+            raise IllegalValue(f'solve_field: scale_units {self.scale_units!r} is not one of '
+                               f'{", ".join(SCALE_UNITS)}')
+        bad = [key for key in self.extra_options if not key.startswith('-')]
+        if bad:
+            raise TypeError(f'solve-field options start with "--": {", ".join(bad)}')
+
+    @classmethod
+    def from_kwargs(cls, timeout: float = 30, solve_opts: list[str] | None = None,
+                    args: Iterable = (), **kwargs) -> SolveOptions:
+        """The options the manual's keyword arguments give: ``ra``, ``dec``, ``radius``,
+        ``index_dir`` and solve-field options as ``'--option': value``.
+
+        >>> SolveOptions.from_kwargs(ra=1, dec=2, **{'--config': 'b.cfg', '--no-tweak': True})
+        SolveOptions(timeout=30, ra=1, dec=2, radius=None, index_dirs=[], config='b.cfg', ...)
+        """
+        from panoptes_cli.utils import listify
+
+        unknown = [key for key in kwargs
+                   if not key.startswith('-') and key not in ('ra', 'dec', 'radius', 'index_dir')]
+        if unknown:
+            raise TypeError(f'solve_field() got unexpected keyword arguments: {", ".join(unknown)}')
+        options = dict(kwargs)
+        fields = {'ra': options.pop('ra', None), 'dec': options.pop('dec', None),
+                  'radius': options.pop('radius', None),
+                  'index_dirs': listify(options.pop('index_dir', None))}
+        for flag, name in _OPTION_FIELDS.items():
+            if flag in options:
+                fields[name] = options.pop(flag)
+        return cls(timeout=timeout, solve_opts=None if solve_opts is None else list(solve_opts),
+                   extra_options=options, extra_args=[str(arg) for arg in args], **fields)
+
+    def arguments(self, image_size: tuple[int, int], hint: tuple[float, float] | None,
+                  workdir: Path) -> list[str]:
+        """solve-field's options for one image, before its outputs and the file name.
+
+        ``hint`` is where the image header says the mount pointed, used
+        unless ``ra`` and ``dec`` are given.
+        """
+        if self.solve_opts is None:
+            arguments = [*DEFAULT_OPTIONS, '--cpulimit', str(max(1, round(self.timeout)))]
+            downsample = self.downsample or downsample_for(*image_size)
+        else:
+            arguments = list(self.solve_opts)
+            downsample = self.downsample
+        arguments += option_args({'--downsample': downsample, '--scale-low': self.scale_low,
+                                  '--scale-high': self.scale_high,
+                                  '--scale-units': self.scale_units})
+        ra, dec = (self.ra, self.dec) if self.ra is not None else (hint or (None, None))
+        if ra is not None:
+            arguments += ['--ra', str(ra), '--dec', str(dec), '--radius',
+                          str(self.radius if self.radius is not None else DEFAULT_RADIUS)]
+        if self.index_dirs:
+            arguments += ['--config', os.fspath(index_config(self.index_dirs, workdir))]
+        if self.config is not None:
+            arguments += ['--config', os.fspath(self.config)]
+        return arguments + option_args(self.extra_options) + list(self.extra_args)
+
+    @property
+    def wants_hint(self) -> bool:
+        """True unless the caller said where to look (``ra``/``dec``, or ``--ra`` as is)."""
+        return self.ra is None and '--ra' not in self.extra_options
+
+
 def _pointing_hint(fits_fname: PathLike, hdus: list) -> tuple[float, float] | None:
     """The mount's RA/Dec from the RA-MNT/DEC-MNT headers, if both are numbers."""
     header = header_values(fits_fname, hdus, image_extension(hdus))
@@ -409,20 +554,14 @@ def solve_field(fname: PathLike, timeout: float = 15, solve_opts: list[str] | No
         ProgramNotFound: solve-field is not installed.
         NotAFitsFile: The image is missing, truncated or not FITS.
     """
-    from panoptes_cli.utils import listify
+    return start_solve(fname, SolveOptions.from_kwargs(timeout, solve_opts, args, **kwargs))
 
+
+def start_solve(fname: PathLike, options: SolveOptions) -> SolveFieldProcess:
+    """Start solve-field on an image with typed options; see :func:`solve_field`."""
     program = find_program('solve-field')
     source = Path(fname)
     hdus = structure(source)
-    ra, dec = kwargs.pop('ra', None), kwargs.pop('dec', None)
-    radius = kwargs.pop('radius', None)
-    index_dirs = listify(kwargs.pop('index_dir', None))
-    unknown = [key for key in kwargs if not key.startswith('-')]
-    if unknown:
-        raise TypeError(f'solve_field() got unexpected keyword arguments: {", ".join(unknown)}')
-    if (ra is None) != (dec is None):
-        raise IllegalValue('solve_field: give both ra and dec, or neither')
-
     workdir = make_workdir()
     try:
         if any(hdu.compressed for hdu in hdus):
@@ -434,27 +573,14 @@ def solve_field(fname: PathLike, timeout: float = 15, solve_opts: list[str] | No
             pack_into(source, solve_file, True, hdus)
         else:
             solve_file = source
-        if solve_opts is None:
-            options = [*DEFAULT_OPTIONS, '--cpulimit', str(max(1, round(timeout)))]
-            if '--downsample' not in kwargs:
-                options += ['--downsample', str(downsample_for(*image_size(hdus)))]
-        else:
-            options = list(solve_opts)
-        if ra is None and '--ra' not in kwargs:
-            ra, dec = _pointing_hint(source, hdus) or (None, None)
-        if ra is not None:
-            options += ['--ra', str(ra), '--dec', str(dec),
-                        '--radius', str(radius if radius is not None else DEFAULT_RADIUS)]
-        if index_dirs:
-            options += ['--config', os.fspath(index_config(index_dirs, workdir))]
-        options += option_args(kwargs)
-        options += [str(arg) for arg in args]
+        hint = _pointing_hint(source, hdus) if options.wants_hint else None
         wcs_file = workdir / f'{solve_file.stem}.wcs'
-        options += ['--dir', os.fspath(workdir), '--temp-dir', os.fspath(workdir),
-                    '--wcs', os.fspath(wcs_file), '--overwrite']
-        return SolveFieldProcess([program, *options, os.fspath(solve_file)],
-                                        fits_file=source, solve_file=solve_file,
-                                        wcs_file=wcs_file, workdir=workdir, timeout=timeout)
+        arguments = [*options.arguments(image_size(hdus), hint, workdir),
+                     '--dir', os.fspath(workdir), '--temp-dir', os.fspath(workdir),
+                     '--wcs', os.fspath(wcs_file), '--overwrite']
+        return SolveFieldProcess([program, *arguments, os.fspath(solve_file)],
+                                 fits_file=source, solve_file=solve_file,
+                                 wcs_file=wcs_file, workdir=workdir, timeout=options.timeout)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
@@ -524,15 +650,6 @@ def _write_solution(process, target: Path, replace: bool, overwrite: bool):
     return solved_header
 
 
-def _import_in_background(module: str) -> None:
-    import importlib
-    import sys
-
-    if module not in sys.modules:
-        threading.Thread(target=importlib.import_module, args=(module,),
-                         name=f'import {module}').start()
-
-
 def get_solve_field(fname: PathLike, replace: bool = True, overwrite: bool = True,
                     timeout: float = 30, skip_solved: bool = True, **kwargs) -> dict:
     """Plate-solve an image with solve-field and write the solution into its header.
@@ -596,7 +713,13 @@ def get_solve_field(fname: PathLike, replace: bool = True, overwrite: bool = Tru
         NotAFitsFile: The image is missing, truncated or not FITS.
         FileExistsError: The ``.new`` file exists and ``overwrite`` is False.
     """
+    return solve_file(fname, SolveOptions.from_kwargs(timeout, **kwargs), replace=replace,
+                      overwrite=overwrite, skip_solved=skip_solved)
 
+
+def solve_file(fname: PathLike, options: SolveOptions, replace: bool = True,
+               overwrite: bool = True, skip_solved: bool = True) -> dict:
+    """Plate-solve one image with typed options; see :func:`get_solve_field`."""
     source = Path(fname)
     if replace and not overwrite:
         raise IllegalValue(f'{source}: replacing the file with its solution needs overwrite=True')
@@ -610,10 +733,11 @@ def get_solve_field(fname: PathLike, replace: bool = True, overwrite: bool = Tru
     if not overwrite and target.exists():
         raise FileExistsError(17, 'File exists', os.fspath(target))
 
-    with solve_field(source, timeout=timeout, **kwargs) as process:
-        # Writing the solution needs astropy: import it while solve-field works,
-        # rather than after (half a second off a one-file ``panoptes fits solve``).
-        _import_in_background('astropy.io.fits')
+    with start_solve(source, options) as process:
+        # Writing the solution needs astropy: importing it now, while solve-field
+        # works, takes half a second off a one-file ``panoptes fits solve``.
+        import astropy.io.fits  # noqa: F401
+
         output, _ = process.communicate()
         if not process.wcs_file.exists():
             if process.returncode:
@@ -661,7 +785,6 @@ def get_wcsinfo(fits_fname: PathLike, **kwargs) -> dict:
         NotAFitsFile: The file is missing, truncated or not FITS.
         NotFound: The image has no WCS.
     """
-
     source = Path(fits_fname)
     hdus = structure(source)
     width, height = image_size(hdus)
@@ -675,10 +798,13 @@ def get_wcsinfo(fits_fname: PathLike, **kwargs) -> dict:
     return {**wcsinfo_quantities(info), 'wcs_file': os.fspath(source)}
 
 
-def solve_fields(fnames: list[PathLike], jobs: int | None = None, **kwargs):
+def solve_fields(fnames: list[PathLike], jobs: int | None = None,
+                 options: SolveOptions | None = None, *, replace: bool = True,
+                 overwrite: bool = True, skip_solved: bool = True, **kwargs):
     """Plate-solve many images in parallel; yield one result per image as each finishes.
 
-    Each image goes through :func:`get_solve_field` (``kwargs`` are passed on).
+    Each image goes through :func:`solve_file` with ``options`` (or, without
+    them, the options :func:`get_solve_field` reads from ``kwargs``).
     A result is a dict: ``filename``, ``solved``, and for a solution
     ``solved_file``, ``ra`` and ``dec`` of the centre and ``rotation`` (degrees),
     ``pixel_scale`` (arcsec/pixel), ``field_width`` and ``field_height``
@@ -688,14 +814,19 @@ def solve_fields(fnames: list[PathLike], jobs: int | None = None, **kwargs):
     Args:
         fnames: The images.
         jobs: How many solve at once; the number of CPU cores by default.
-        **kwargs: Passed to :func:`get_solve_field`.
+        options: How to solve each image.
+        replace, overwrite, skip_solved: As for :func:`get_solve_field`.
+        **kwargs: ``timeout`` and the keyword arguments of :func:`get_solve_field`,
+            when ``options`` is not given.
 
     Yields:
         One result dict per image, in the order they finish.
     """
-    import time
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
+    if options is None:
+        options = SolveOptions.from_kwargs(**kwargs)
+    elif kwargs:
+        raise TypeError('solve_fields() takes the options as a SolveOptions or as keyword '
+                        'arguments, not both')
     batch = SolveBatch()
 
     def solve_one(fname) -> dict:
@@ -704,11 +835,12 @@ def solve_fields(fnames: list[PathLike], jobs: int | None = None, **kwargs):
         try:
             if batch.cancelled:
                 raise PanError(f'{fname}: cancelled')
-            info = get_solve_field(fname, **kwargs)
+            info = solve_file(fname, options, replace=replace, overwrite=overwrite,
+                              skip_solved=skip_solved)
         except (PanError, OSError, ValueError) as exc:
             return failure(os.fspath(fname), exc, time.monotonic() - started)
         return summary(os.fspath(fname), info, time.monotonic() - started,
-                              skipped=info['skipped'])
+                       skipped=info['skipped'])
 
     executor = ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1),
                                   thread_name_prefix='solve')
