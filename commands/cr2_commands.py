@@ -69,7 +69,7 @@ def convert(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from panoptes_cli.images.conversion import convert as convert_cr2
+    from panoptes_cli.images.conversion import ConvertOptions, convert_file
     from panoptes_cli.programs import find_program
 
     paths = output.read_paths(files)
@@ -78,10 +78,12 @@ def convert(
     if output_dir is not None and not output_dir.is_dir():
         raise FileNotFoundError(2, 'No such directory', os.fspath(output_dir))
 
+    convert_options = ConvertOptions(to=to.value, output_dir=output_dir, overwrite=overwrite,
+                                     remove_cr2=remove_cr2, decoder=decoder.value)
+
     def work(path):
         try:
-            return convert_cr2(path, to=to.value, output_dir=output_dir, overwrite=overwrite,
-                               remove_cr2=remove_cr2, decoder=decoder.value)
+            return convert_file(path, convert_options)
         except FileExistsError as exc:
             raise FileExistsError(exc.errno, f'{exc.strerror}; pass --overwrite to replace it',
                                   exc.filename) from None

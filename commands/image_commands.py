@@ -46,15 +46,16 @@ def pretty(
       panoptes image pretty --title 'KIC 8462852' --link-path /var/panoptes/images/latest.jpg \\
           20160909T081152.cr2
     """
-    from panoptes_cli.images import make_pretty_image
+    from panoptes_cli.images.pretty import PrettyOptions, pretty_picture
 
+    pretty_options = PrettyOptions(title=title, link_path=link_path)
     with output.Batch() as batch:
         paths = output.read_paths(files)
         with output.progress(len(paths), 'Pretty pictures') as advance:
             for path in paths:
                 with batch.item(path):
                     try:
-                        jpg = make_pretty_image(path, title=title, link_path=link_path)
+                        jpg = pretty_picture(path, pretty_options)
                     finally:
                         advance()
                     output.emit_record({'file': path, 'jpg': jpg,
@@ -89,7 +90,7 @@ def timelapse(
 
       panoptes image timelapse . --glob '*.jpg' --fps 10 --output night.mp4 --overwrite
     """
-    from panoptes_cli.images import make_timelapse
+    from panoptes_cli.images.timelapse import TimelapseOptions, timelapse_movie
 
     with contextlib.ExitStack() as stack:
         bar = {}
@@ -102,9 +103,9 @@ def timelapse(
             bar['done'] = done
 
         try:
-            movie = make_timelapse(directory, fn_out=output_file, glob_pattern=glob,
-                                   overwrite=overwrite, timeout=timeout, fps=fps,
-                                   progress=show_progress)
+            movie = timelapse_movie(directory, TimelapseOptions(
+                fn_out=output_file, glob_pattern=glob, overwrite=overwrite, timeout=timeout,
+                fps=fps, progress=show_progress))
         except FileExistsError as exc:
             raise FileExistsError(exc.errno, f'{exc.strerror}; pass --overwrite to replace it',
                                   exc.filename) from None

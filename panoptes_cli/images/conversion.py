@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from panoptes_cli.error import IllegalValue
-from panoptes_cli.images.cr2 import existing_file, cr2_fits_path, cr2_to_fits, cr2_to_pgm
-from panoptes_cli.images.pretty import make_pretty_image
+from panoptes_cli.images.cr2 import cr2_fits_path, cr2_to_fits, cr2_to_pgm, existing_file
+from panoptes_cli.images.pretty import PrettyOptions, pretty_picture
 
 PathLike = str | os.PathLike
 
 CONVERSIONS = ('fits', 'pgm', 'jpg')
+
+
+@dataclass
+class ConvertOptions:
+    """How to convert one CR2 file (see :func:`convert` and the conversions for each field)."""
+
+    to: str = 'fits'
+    output_dir: PathLike | None = None
+    overwrite: bool = False
+    remove_cr2: bool = False
+    decoder: str = 'auto'
+    dcraw: str = 'dcraw'
+    exiftool: str = 'exiftool'
+    timeout: float | None = None
+    title: str | None = None
+    headers: dict | None = None
+    fits_headers: dict | None = None
 
 
 def convert(cr2_fname: PathLike, to: str = 'fits', output_dir: PathLike | None = None,
@@ -40,7 +58,8 @@ def convert(cr2_fname: PathLike, to: str = 'fits', output_dir: PathLike | None =
         output_dir: Where to write the output (must exist), default beside the CR2.
         overwrite: Replace an existing output, default False.
         remove_cr2: Remove the CR2 after a successful conversion, default False.
-        **kwargs: Passed to the conversion (e.g. ``decoder``, ``headers``, ``title``).
+        **kwargs: The other fields of :class:`ConvertOptions` (e.g. ``decoder``,
+            ``headers``, ``title``).
 
     Returns:
         str: The output file.
@@ -49,25 +68,35 @@ def convert(cr2_fname: PathLike, to: str = 'fits', output_dir: PathLike | None =
         FileExistsError: The output exists and ``overwrite=False``.
         IllegalValue: ``to`` is not one of the above.
     """
+    return convert_file(cr2_fname, ConvertOptions(to=to, output_dir=output_dir,
+                                                  overwrite=overwrite, remove_cr2=remove_cr2,
+                                                  **kwargs))
+
+
+def convert_file(cr2_fname: PathLike, options: ConvertOptions) -> str:
+    """Convert one CR2 file with typed options; see :func:`convert`."""
+    to, overwrite = options.to, options.overwrite
     if to not in CONVERSIONS:
         raise IllegalValue(f"Unknown conversion {to!r}; use one of {', '.join(CONVERSIONS)}")
     path = existing_file(cr2_fname)
-    target = cr2_fits_path(path, output_dir, suffix=f'.{to}')
-    if output_dir is not None and not Path(output_dir).is_dir():
-        raise FileNotFoundError(2, 'No such directory', os.fspath(output_dir))
+    target = cr2_fits_path(path, options.output_dir, suffix=f'.{to}')
+    if options.output_dir is not None and not Path(options.output_dir).is_dir():
+        raise FileNotFoundError(2, 'No such directory', os.fspath(options.output_dir))
     # Before any work: every conversion refuses to replace its output unless asked.
     if target.exists() and not overwrite:
         raise FileExistsError(17, 'File exists', os.fspath(target))
     if to == 'fits':
-        return cr2_to_fits(path, target, overwrite=overwrite, remove_cr2=remove_cr2, **kwargs)
+        return cr2_to_fits(path, target, overwrite=overwrite, headers=options.headers,
+                           fits_headers=options.fits_headers, remove_cr2=options.remove_cr2,
+                           decoder=options.decoder, dcraw=options.dcraw,
+                           exiftool=options.exiftool, timeout=options.timeout)
     if to == 'pgm':
-        output = cr2_to_pgm(path, target, overwrite=overwrite, dcraw=kwargs.get('dcraw', 'dcraw'),
-                            timeout=kwargs.get('timeout'))
+        output = cr2_to_pgm(path, target, overwrite=overwrite, dcraw=options.dcraw,
+                            timeout=options.timeout)
     else:
-        output = make_pretty_image(path, title=kwargs.get('title'),
-                                   timeout=kwargs.get('timeout') or 15, img_type='.cr2',
-                                   jpg_fname=target, overwrite=overwrite,
-                                   decoder=kwargs.get('decoder', 'auto'))
-    if remove_cr2:
+        output = pretty_picture(path, PrettyOptions(
+            title=options.title, timeout=options.timeout or 15, img_type='.cr2',
+            jpg_fname=target, overwrite=overwrite, decoder=options.decoder))
+    if options.remove_cr2:
         path.unlink()
     return output

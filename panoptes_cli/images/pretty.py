@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from panoptes_cli.error import IllegalValue
@@ -30,6 +31,20 @@ def pretty_image_path(fname: PathLike, output_dir: PathLike | None = None) -> Pa
     if name == path.name:
         name = path.stem
     return Path(output_dir if output_dir is not None else path.parent) / f'{name}.jpg'
+
+
+@dataclass
+class PrettyOptions:
+    """How to make one pretty picture (see :func:`make_pretty_image` for each field)."""
+
+    title: str | None = None
+    timeout: float = 15
+    img_type: str | None = None
+    link_path: PathLike | None = None
+    jpg_fname: PathLike | None = None
+    overwrite: bool = True
+    quality: int = 90
+    decoder: str = 'auto'
 
 
 def make_pretty_image(fname: PathLike, title: str | None = None, timeout: float = 15,
@@ -85,24 +100,33 @@ def make_pretty_image(fname: PathLike, title: str | None = None, timeout: float 
         FileExistsError: The JPG exists and ``overwrite=False``.
         IllegalValue: ``fname`` is neither a CR2 nor a FITS file.
     """
+    known = {key: kwargs[key] for key in ('jpg_fname', 'overwrite', 'quality', 'decoder')
+             if key in kwargs}
+    return pretty_picture(fname, PrettyOptions(title=title, timeout=timeout, img_type=img_type,
+                                               link_path=link_path, **known))
+
+
+def pretty_picture(fname: PathLike, options: PrettyOptions) -> str:
+    """Make the JPG of one image with typed options; see :func:`make_pretty_image`."""
     fname = Path(fname)
     if not fname.exists():
         raise FileNotFoundError(2, 'No such file or directory', os.fspath(fname))
-    kind = (img_type or image_kind(fname)).lower()
+    kind = (options.img_type or image_kind(fname)).lower()
     if kind not in ('.cr2', '.fits', '.fit', '.fz'):
         raise IllegalValue(f'{fname}: not a CR2 or FITS file (by its extension: .cr2, .fits, '
                            '.fits.fz)')
+    link_path = options.link_path
     if link_path is not None and not Path(link_path).parent.is_dir():
         raise FileNotFoundError(2, 'No such directory for the link', os.fspath(link_path))
 
-    jpg_fname = Path(kwargs.get('jpg_fname') or pretty_image_path(fname))
+    jpg_fname = Path(options.jpg_fname or pretty_image_path(fname))
     if kind == '.cr2':
-        picture, default_title = _picture_from_cr2(fname, timeout=timeout,
-                                                   decoder=kwargs.get('decoder', 'auto'))
+        picture, default_title = _picture_from_cr2(fname, timeout=options.timeout,
+                                                   decoder=options.decoder)
     else:
         picture, default_title = _picture_from_fits(fname)
-    with atomic_path(jpg_fname, kwargs.get('overwrite', True)) as temp:
-        _save_jpg(picture, title or default_title, temp, quality=kwargs.get('quality', 90))
+    with atomic_path(jpg_fname, options.overwrite) as temp:
+        _save_jpg(picture, options.title or default_title, temp, quality=options.quality)
 
     if link_path is not None:
         _replace_symlink(jpg_fname.resolve(), Path(link_path))

@@ -9,6 +9,7 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from panoptes_cli.error import InvalidSystemCommand, NotFound, Timeout
@@ -16,6 +17,22 @@ from panoptes_cli.files import atomic_path
 from panoptes_cli.programs import Process, failure_message, find_program
 
 PathLike = str | os.PathLike
+
+
+# PANOPTES observation frames (``20160909T081152.jpg``), not the pointing images.
+DEFAULT_GLOB = '20[1-9][0-9]*T[0-9]*.jpg'
+
+
+@dataclass
+class TimelapseOptions:
+    """How to make one timelapse (see :func:`make_timelapse` for each field)."""
+
+    fn_out: PathLike | None = None
+    glob_pattern: str = DEFAULT_GLOB
+    overwrite: bool = False
+    timeout: float = 60
+    fps: float = 3
+    progress: Callable[[int, int], None] | None = None
 
 
 def timelapse_path(directory: PathLike) -> Path:
@@ -40,7 +57,7 @@ def timelapse_path(directory: PathLike) -> Path:
 
 
 def make_timelapse(directory: PathLike, fn_out: PathLike | None = None,
-                   glob_pattern: str = '20[1-9][0-9]*T[0-9]*.jpg', overwrite: bool = False,
+                   glob_pattern: str = DEFAULT_GLOB, overwrite: bool = False,
                    timeout: float = 60, **kwargs) -> str:
     """Create a timelapse.
 
@@ -90,18 +107,26 @@ def make_timelapse(directory: PathLike, fn_out: PathLike | None = None,
         error.NotFound: No file matches the pattern.
         error.Timeout: ffmpeg took longer than ``timeout``.
     """
+    return timelapse_movie(directory, TimelapseOptions(
+        fn_out=fn_out, glob_pattern=glob_pattern, overwrite=overwrite, timeout=timeout,
+        fps=kwargs.get('fps', 3), progress=kwargs.get('progress')))
+
+
+def timelapse_movie(directory: PathLike, options: TimelapseOptions) -> str:
+    """Make the timelapse of a directory with typed options; see :func:`make_timelapse`."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(2, 'No such directory', os.fspath(directory))
-    fn_out = Path(fn_out) if fn_out is not None else timelapse_path(directory)
-    if fn_out.exists() and not overwrite:
+    fn_out = Path(options.fn_out) if options.fn_out is not None else timelapse_path(directory)
+    if fn_out.exists() and not options.overwrite:
         raise FileExistsError(17, 'File exists', os.fspath(fn_out))
     ffmpeg = find_program('ffmpeg')
-    frames = timelapse_frames(directory, glob_pattern)
+    frames = timelapse_frames(directory, options.glob_pattern)
     if not frames:
-        raise NotFound(f'{directory}: no images match {glob_pattern!r}; pass --glob to match others')
+        raise NotFound(f'{directory}: no images match {options.glob_pattern!r}; pass --glob to '
+                       'match others')
 
-    fps = kwargs.get('fps', 3)
+    fps = options.fps
     with contextlib.ExitStack() as stack:
         listing = stack.enter_context(tempfile.NamedTemporaryFile(
             'w', suffix='.txt', prefix='timelapse-', delete=False))
@@ -110,7 +135,7 @@ def make_timelapse(directory: PathLike, fn_out: PathLike | None = None,
             listing.write(f"file '{_concat_quote(os.path.abspath(frame))}'\n")
             listing.write(f'duration {1 / fps:.6f}\n')
         listing.close()
-        temp = stack.enter_context(atomic_path(fn_out, overwrite))
+        temp = stack.enter_context(atomic_path(fn_out, options.overwrite))
         command = [
             ffmpeg, '-nostdin', '-hide_banner', '-loglevel', 'error', '-y',
             '-f', 'concat', '-safe', '0', '-i', listing.name,
@@ -119,12 +144,11 @@ def make_timelapse(directory: PathLike, fn_out: PathLike | None = None,
             '-r', str(fps), '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-movflags', '+faststart',
             '-progress', 'pipe:1', '-nostats', '-f', 'mp4', os.fspath(temp),
         ]
-        _run_ffmpeg(command, timeout, kwargs.get('progress'), len(frames), fn_out)
+        _run_ffmpeg(command, options.timeout, options.progress, len(frames), fn_out)
     return str(fn_out)
 
 
-def timelapse_frames(directory: PathLike,
-                     glob_pattern: str = '20[1-9][0-9]*T[0-9]*.jpg') -> list[str]:
+def timelapse_frames(directory: PathLike, glob_pattern: str = DEFAULT_GLOB) -> list[str]:
     """Return the images of ``directory`` matching ``glob_pattern``, in name (time) order."""
     return sorted(glob.glob(os.path.join(glob.escape(os.fspath(directory)), glob_pattern)))
 
