@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import warnings
 
 from panoptes_cli.error import MissingFile, NotAFitsFile, PanError
 from panoptes_cli.files import atomic_path
@@ -72,8 +73,6 @@ def failure_reason(exc: BaseException) -> str:
 @contextlib.contextmanager
 def reading(fn: PathLike):
     """Turn every way a file can fail to be FITS into one :class:`NotAFitsFile`."""
-    import warnings
-
     from astropy.utils.exceptions import AstropyUserWarning
 
     try:

@@ -28,6 +28,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import numpy as np
 
 from panoptes_cli.error import IllegalValue
+from panoptes_cli.images.fits import write_fits
+from panoptes_cli.images.reading import read_image
 
 
 class BadDataShape(IllegalValue, TypeError):
@@ -496,8 +498,6 @@ def background_summary(fits_fn, output=None, overwrite: bool = False, **kwargs) 
     backgrounds, boxes, shape = _channel_backgrounds(fits_fn, **options)
     full = _full_background(backgrounds, boxes, shape)
     if output is not None:
-        from panoptes_cli.images.fits import write_fits
-
         write_fits(full.astype(np.float32), {'BUNIT': ('adu', 'RGB background, per channel'),
                                              'BKGBOX': (str(tuple(options['box_size'])),
                                                         'Background box (full-frame pixels)')},
@@ -536,6 +536,4 @@ def _spline_zoom(mesh: np.ndarray, box: tuple, shape: tuple) -> np.ndarray:
 def _load_frame(fits_fn) -> np.ndarray:
     if isinstance(fits_fn, np.ndarray):
         return fits_fn
-    from panoptes_cli.images.reading import read_image
-
     return np.asarray(read_image(fits_fn))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 from datetime import datetime
 from fractions import Fraction
@@ -37,6 +38,7 @@ from panoptes_cli import programs
 from panoptes_cli.error import (
     CheckFailed, IllegalValue, InvalidSystemCommand, MissingFile, Timeout, UndecodableRaw)
 from panoptes_cli.files import atomic_path
+from panoptes_cli.images.fits import observation_cards, write_fits
 from panoptes_cli.logging import logger
 
 PathLike = str | os.PathLike
@@ -154,8 +156,6 @@ def _decode(path: Path, decoder: str, dcraw: str, timeout: float | None) -> np.n
 
 
 def _has_program(name: str) -> bool:
-    import shutil
-
     return shutil.which(name) is not None
 
 
@@ -495,8 +495,6 @@ def cr2_to_fits(cr2_fname: PathLike, fits_fname: PathLike | None = None, overwri
         UndecodableRaw: The CR2 cannot be decoded.
         InvalidSystemCommand: exiftool (or a needed dcraw) is not installed.
     """
-    from panoptes_cli.images.fits import write_fits
-
     path = existing_file(cr2_fname)
     target = Path(fits_fname) if fits_fname is not None else cr2_fits_path(path)
     if target.exists() and not overwrite:
@@ -514,11 +512,9 @@ def cr2_to_fits(cr2_fname: PathLike, fits_fname: PathLike | None = None, overwri
     for key, value in (fits_headers or {}).items():
         header[str(key).upper()] = value
     if headers:
-        from panoptes_cli.images.fits import _observation_cards
-
         # The cards update_observation_headers would write, put in before the one (atomic)
         # write instead of reading and rewriting the whole image afterwards.
-        for keyword, value, comment in _observation_cards(headers):
+        for keyword, value, comment in observation_cards(headers):
             old = header.get(keyword)
             if comment is None and isinstance(old, tuple):
                 # As in an astropy header, a new value keeps the card's comment.

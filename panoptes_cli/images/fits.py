@@ -24,8 +24,10 @@ The doctests read the sample data in the ``shared`` folder beside the repository
 
 from __future__ import annotations
 
+import datetime
 import os
 import threading
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,7 @@ from panoptes_cli.images._fits_io import (
     reading, rewrite, structure)
 from panoptes_cli.images.packing import fpack, funpack
 from panoptes_cli.images.solve import get_solve_field, get_wcsinfo, solve_field, solve_fields
+from panoptes_cli.quantities import get_quantity_value
 
 if TYPE_CHECKING:
     import numpy as np
@@ -196,8 +199,6 @@ def getwcs(fn: PathLike, *args, **kwargs) -> WCS:
     Raises:
         NotAFitsFile: The file is missing, truncated or not FITS.
     """
-    import warnings
-
     from astropy.wcs import WCS, FITSFixedWarning
 
     header = getheader(fn, *args, **kwargs)
@@ -253,10 +254,6 @@ def header_record(fn: PathLike, keywords: list[str] | None = None,
 
 def _card_value(value):
     """Make a header value astropy can store: quantities and times become plain values."""
-    import datetime
-
-    from panoptes_cli.utils import get_quantity_value
-
     value = get_quantity_value(value)
     if hasattr(value, 'isot'):
         return value.isot
@@ -385,9 +382,8 @@ def _parse_quantity(text: str):
         return text
 
 
-def _observation_cards(info: Mapping) -> list[tuple[str, Any, str | None]]:
-    from panoptes_cli.utils import get_quantity_value
-
+def observation_cards(info: Mapping) -> list[tuple[str, Any, str | None]]:
+    """The (keyword, value, comment) cards :func:`update_observation_headers` writes for ``info``."""
     cards = []
     for key, (keyword, comment, unit) in _OBSERVATION_KEYWORDS.items():
         value = info.get(key)
@@ -437,7 +433,7 @@ def update_observation_headers(file_path: PathLike, info: Mapping) -> None:
     Raises:
         NotAFitsFile: The file is missing, truncated or not FITS.
     """
-    cards = _observation_cards(info)
+    cards = observation_cards(info)
     if not cards:
         return
 

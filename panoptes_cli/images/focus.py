@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from panoptes_cli.error import IllegalValue
+from panoptes_cli.images.reading import read_image
 
 
 def focus_metric(data, merit_function: str | Callable = 'vollath_F4', **kwargs):
@@ -159,6 +160,4 @@ def focus_metric_file(fname, merit_function: str | Callable = 'vollath_F4', **kw
     >>> round(focus_metric_file(SHARED / 'tiny.fits', axis='y'), 1)
     8066.2
     """
-    from panoptes_cli.images.reading import read_image
-
     return float(focus_metric(read_image(fname), merit_function, **kwargs))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from panoptes_cli.error import IllegalValue
 from panoptes_cli.files import atomic_path
+from panoptes_cli.images.fits import getdata
 from panoptes_cli.images.reading import image_kind
 
 PathLike = str | os.PathLike
@@ -135,8 +136,6 @@ def pretty_picture(fname: PathLike, options: PrettyOptions) -> str:
 
 def _picture_from_fits(fname: Path) -> tuple:
     """Return the stretched picture of a FITS image and its default title."""
-    from panoptes_cli.images.fits import getdata
-
     data, header = getdata(fname, header=True)
     is_bayer = str(header.get('FILTER', '')).upper() == 'RGGB' or 'BAYERPAT' in header
     picture = _colour_picture(data) if is_bayer and data.ndim == 2 else _grey_picture(data)

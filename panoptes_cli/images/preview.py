@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 from pathlib import Path
 
 from panoptes_cli.error import PanError
 from panoptes_cli.files import atomic_path
+from panoptes_cli.programs import find_program, run
 
 PathLike = str | os.PathLike
 
@@ -64,15 +64,13 @@ def _preview_with_rawpy(path: Path) -> tuple[bytes, int]:
 
 
 def _preview_with_exiftool(path: Path, timeout: float) -> tuple[bytes, int]:
-    from panoptes_cli.programs import find_program
-
     exiftool = find_program('exiftool')
-    jpeg = subprocess.run([exiftool, '-b', '-PreviewImage', os.fspath(path)],
-                          capture_output=True, timeout=timeout).stdout
+    jpeg = run([exiftool, '-b', '-PreviewImage', os.fspath(path)],
+               capture_output=True, timeout=timeout).stdout
     if not jpeg.startswith(b'\xff\xd8'):
         raise NoPreview(f'{path}: no embedded preview in this raw file')
-    answer = subprocess.run([exiftool, '-s3', '-n', '-Orientation', os.fspath(path)],
-                            capture_output=True, text=True, timeout=timeout).stdout.strip()
+    answer = run([exiftool, '-s3', '-n', '-Orientation', os.fspath(path)],
+                 capture_output=True, text=True, timeout=timeout).stdout.strip()
     return jpeg, int(answer) if answer.isdigit() else 1
 
 

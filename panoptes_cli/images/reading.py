@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from panoptes_cli.images.fits import getdata
+
 PathLike = str | os.PathLike
 
 
@@ -18,11 +20,10 @@ def read_image(fname: PathLike):
     """
     path = Path(fname)
     if image_kind(path) == '.cr2':
+        # cr2 loads numpy: here, so that importing panoptes_cli.images stays cheap.
         from panoptes_cli.images.cr2 import read_cr2
 
         return read_cr2(path)
-    from panoptes_cli.images.fits import getdata
-
     return getdata(path)
 
 

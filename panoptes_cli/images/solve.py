@@ -21,7 +21,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -452,6 +451,7 @@ class SolveOptions:
         >>> SolveOptions.from_kwargs(ra=1, dec=2, **{'--config': 'b.cfg', '--no-tweak': True})
         SolveOptions(timeout=30, ra=1, dec=2, radius=None, index_dirs=[], config='b.cfg', ...)
         """
+        # utils loads panoptes_cli.time: not at the top, where ``fits header`` would pay it.
         from panoptes_cli.utils import listify
 
         unknown = [key for key in kwargs
@@ -822,6 +822,10 @@ def solve_fields(fnames: list[PathLike], jobs: int | None = None,
     Yields:
         One result dict per image, in the order they finish.
     """
+    # Here, not at the top: fits.py re-exports this module, and ``fits header`` would
+    # pay the 20 ms concurrent.futures takes to import.
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     if options is None:
         options = SolveOptions.from_kwargs(**kwargs)
     elif kwargs:

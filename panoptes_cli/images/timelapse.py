@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,8 +162,6 @@ def _concat_quote(path: str) -> str:
 def _run_ffmpeg(command: list, timeout: float, progress: Callable[[int, int], None] | None,
                 total: int, fn_out: Path) -> None:
     """Run ffmpeg, report its ``-progress`` frame counts, enforce the timeout."""
-    import threading
-
     with tempfile.TemporaryFile() as errors:
         proc = Process(command, stdout=subprocess.PIPE, stderr=errors, text=True)
         # A watchdog, because reading the progress pipe blocks.
