@@ -174,3 +174,126 @@ def background(
         raise FileExistsError(exc.errno, f'{exc.strerror}; pass --overwrite to replace it',
                               exc.filename) from None
     output.emit_json({'file': file, **summary})
+
+
+@app.command('watch')
+def watch(
+    directories: list[Path] = typer.Argument(..., metavar='DIR...', file_okay=False, exists=True,
+                                             help='Directories the camera writes frames into.'),
+    steps: str = typer.Option('convert,solve,pack,pretty', '--steps', '-s', metavar='STEPS',
+                              help='Steps for each frame, comma-separated, run in this order.'),
+    record: str = typer.Option(None, '--record', metavar='COLLECTION', show_default=False,
+                               help="Store one record per frame in this 'panoptes db' collection "
+                                    '(PANOPTES_DB_TYPE/PANOPTES_DB_NAME choose the store).'),
+    once: bool = typer.Option(False, '--once',
+                              help='Process the frames already there, then exit (for cron).'),
+    poll: bool = typer.Option(False, '--poll',
+                              help='Poll the directories instead of inotify (network file systems).'),
+    settle: float = typer.Option(2.0, '--settle', min=0, metavar='SECONDS',
+                                 help='Take a file not seen closed once its size and time '
+                                      'stayed unchanged this long.'),
+    jobs: int = options.JOBS,
+    output_dir: Path = options.OUTPUT_DIR,
+    index_dir: list[str] = typer.Option(None, '--index-dir', show_default=False,
+                                        help='Solve with the astrometry.net index files in '
+                                             'this directory (repeatable).'),
+    config: str = typer.Option(None, '--config', show_default=False,
+                               help='Solve with this astrometry.net backend config file.'),
+    solve_timeout: float = typer.Option(60, '--solve-timeout', min=1, metavar='SECONDS',
+                                        help='Give up solving a frame after this long.'),
+    latest: bool = typer.Option(True, '--latest/--no-latest',
+                                help='Keep latest.jpg (beside the JPGs) the newest picture.'),
+):
+    """Run each new frame in DIR... through convert, solve, pack and pretty, as it arrives.
+
+    Frames are Canon CR2 and FITS files. For x.cr2: convert writes x.fits
+    (raw Bayer pixels and EXIF keywords), solve puts the astrometry.net WCS in
+    its header, pack writes x.fits.fz (lossless) and removes x.fits, pretty
+    writes x.jpg and makes latest.jpg the same picture. A FITS frame skips
+    convert (and pack replaces it by x.fits.fz). Each frame is read once;
+    every output is written atomically. Outputs go beside each frame, or in
+    --output-dir.
+
+    A file is taken once complete: closed by its writer, or unchanged for
+    --settle seconds (always so with --poll, and for files there at start).
+    --jobs frames run at once. One NDJSON event per step on stdout:
+    {"filename", "step", "output", "seconds"}, or "error" in place of
+    "output"; a progress line on stderr when it is a terminal.
+
+    Restarting (even after kill -9) never redoes a finished step and never
+    skips an unfinished one: each step's state is read from its output and
+    from the frame's journal (.x.pipeline.json beside the outputs). A failed
+    step (a truncated CR2, an unsolvable field, a full disk) is journalled,
+    not retried (delete the journal to retry), and never stops the others.
+
+    Without --once it runs until Ctrl-C or SIGTERM, which finish the frames
+    in hand and exit 0. With --once it processes what is there (waiting for
+    files still being written) and exits 1 if any step failed.
+
+    Examples:
+
+      panoptes image watch --index-dir /var/panoptes/astrometry /var/panoptes/images/incoming
+
+      panoptes image watch --once --jobs 2 --steps convert,pack,pretty --record images raw/
+    """
+    import signal
+    import threading
+
+    from panoptes_cli.images.pipeline import PipelineOptions
+    from panoptes_cli.images.watch import watch as watch_frames
+
+    solve_options = {}
+    if index_dir:
+        solve_options['index_dir'] = index_dir
+    if config:
+        solve_options['--config'] = config
+    try:
+        pipeline = PipelineOptions(
+            steps=tuple(step.strip() for step in steps.split(',') if step.strip()),
+            output_dir=output_dir, solve_timeout=solve_timeout, solve_options=solve_options,
+            latest=latest, record=record)
+    except ValueError as exc:
+        raise typer.BadParameter(str(getattr(exc, 'msg', exc)), param_hint='--steps') from None
+
+    stop = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda signum, frame: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    status = _WatchStatus()
+    try:
+        for events in watch_frames(directories, pipeline, jobs=options.jobs_or_cores(jobs),
+                                   once=once, settle=settle, poll=poll, stop=stop):
+            for event in events:
+                status.clear()
+                output.emit_record(event)
+            status.frame_done(events)
+    finally:
+        status.clear()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    if once and status.failed:
+        raise typer.Exit(1)
+
+
+class _WatchStatus:
+    """The one-line progress shown on stderr when it is a terminal."""
+
+    def __init__(self):
+        import sys
+
+        self.stream = sys.stderr
+        self.shown = self.stream.isatty()
+        self.frames = self.failed = 0
+
+    def frame_done(self, events):
+        self.frames += 1
+        self.failed += any('error' in event for event in events)
+        if self.shown:
+            name = Path(events[-1]['filename']).name if events else ''
+            self.stream.write(f'\r\x1b[Kwatch: {self.frames} frames, {self.failed} with errors; '
+                              f'last {name}')
+            self.stream.flush()
+
+    def clear(self):
+        if self.shown:
+            self.stream.write('\r\x1b[K')
+            self.stream.flush()
