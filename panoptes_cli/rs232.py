@@ -6,7 +6,6 @@ Importing this module registers the simulated devices of
 """
 
 import contextlib
-import json
 import operator
 import threading
 import time
@@ -20,6 +19,7 @@ from serial.tools.list_ports import comports
 from panoptes_cli import serial_handlers
 from panoptes_cli.error import BadSerialConnection, InvalidDeserialization, Timeout
 from panoptes_cli.logging import logger
+from panoptes_cli.limits import LimitExceeded, loads
 from panoptes_cli.serializers import from_json
 from panoptes_cli.time import utc_now
 
@@ -405,7 +405,9 @@ class Reconnected:
 def _parse_line(line: str) -> tuple[Any, str | None]:
     """Return (value, None) for a JSON object line, else (None, why not)."""
     try:
-        value = json.loads(line)
+        value = loads(line)
+    except LimitExceeded as err:
+        return None, f'refused: {err}'
     except ValueError as err:
         return None, f'not JSON ({err})'
     if not isinstance(value, dict):

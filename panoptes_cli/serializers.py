@@ -424,7 +424,7 @@ def from_yaml(msg, parse=True):
     except YAMLError as err:
         raise InvalidDeserialization(f'invalid YAML: {" ".join(str(err).split())}') from err
     except RecursionError:
-        err = LimitExceeded('nested too deeply', _deepest_line(msg))
+        err = LimitExceeded(f'nested deeper than {MAX_DEPTH} levels', _deepest_line(msg))
         raise InvalidDeserialization(f'invalid YAML: {err}') from err
     except LimitExceeded as err:
         raise InvalidDeserialization(f'invalid YAML: {err}') from err

@@ -30,11 +30,17 @@ from typing import BinaryIO, NamedTuple
 from panoptes_cli.database.base import AbstractPanDB
 from panoptes_cli.database.records import prepare_record, validate_name
 from panoptes_cli.error import InvalidDeserialization, PanError
+from panoptes_cli.limits import LimitExceeded, check_depth, loads
 
 # Bytes asked of the input at a time; a read returns what is there, so this
 # only bounds the size of a batch.
 _CHUNK_SIZE = 64 * 1024
 _BATCH_SIZE = 1000
+# Longest line read: a record is a few hundred bytes, and a longer line is
+# skipped (reported with its number) without being held in memory.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+# Stands for a line longer than MAX_LINE_BYTES among the lines read.
+_TOO_LONG = object()
 _WHITESPACE = re.compile(r'\s*')
 
 
@@ -95,6 +101,11 @@ def _batches(stream: BinaryIO, batch_size: int) -> Iterator[list[tuple]]:
         batch = []
         for index, line in enumerate(lines):
             number += 1
+            if line is _TOO_LONG:
+                first = False
+                batch.append((number, None, None, InvalidDeserialization(
+                    f'line {number}: longer than {MAX_LINE_BYTES} bytes; skipped')))
+                continue
             if not line.strip():
                 continue
             if first:
@@ -111,31 +122,54 @@ def _batches(stream: BinaryIO, batch_size: int) -> Iterator[list[tuple]]:
             yield batch
 
 
-def _read_lines(read) -> Iterator[list[bytes]]:
-    """Yield the whole lines each read completes (an unterminated last line at the end)."""
+def _read_lines(read) -> Iterator[list]:
+    """Yield the whole lines each read completes (an unterminated last line at the end).
+
+    A line longer than MAX_LINE_BYTES is dropped as it is read and stands as
+    ``_TOO_LONG`` in its place.
+    """
     # A byte order mark some editors put at the start is not part of the JSON.
-    pending = b''
+    pending = bytearray()
+    too_long = False
     start = True
     while chunk := read(_CHUNK_SIZE):
         if start:
             chunk, start = chunk.removeprefix(b'\xef\xbb\xbf'), False
-        lines = (pending + chunk).split(b'\n')
-        pending = lines.pop()
+        lines = chunk.split(b'\n')
+        last = lines.pop()
         if lines:
-            yield lines
-    if pending:
-        yield [pending]
+            # The first piece ends the line pending from earlier reads.
+            if too_long:
+                lines[0] = _TOO_LONG
+            elif pending:
+                lines[0] = bytes(pending + lines[0])
+            pending.clear()
+            too_long = False
+        if not too_long:
+            pending += last
+            if len(pending) > MAX_LINE_BYTES:
+                pending.clear()
+                too_long = True
+        if lines:
+            yield [_TOO_LONG if line is not _TOO_LONG and len(line) > MAX_LINE_BYTES else line
+                   for line in lines]
+    if too_long:
+        yield [_TOO_LONG]
+    elif pending:
+        yield [bytes(pending)]
 
 
 def _decode(number: int, line: bytes) -> tuple:
     try:
         text = line.decode()
-        return number, json.loads(text), text.strip(), None
+        return number, loads(text), text.strip(), None
     except UnicodeDecodeError:
         return number, None, None, InvalidDeserialization(f'line {number}: not UTF-8 text')
     except json.JSONDecodeError as err:
         return number, None, None, InvalidDeserialization(
             f'line {number}: invalid JSON: {err.msg} at column {err.colno}')
+    except LimitExceeded as err:
+        return number, None, None, InvalidDeserialization(f'line {number}: {err}; skipped')
 
 
 def _documents(data: bytes, first_line: int, batch_size: int) -> Iterator[list[tuple]]:
@@ -156,14 +190,23 @@ def _documents(data: bytes, first_line: int, batch_size: int) -> Iterator[list[t
         number = first_line + text.count('\n', 0, position)
         try:
             obj, position = decoder.raw_decode(text, position)
+            check_depth(obj)
         except json.JSONDecodeError as err:
             number = first_line + err.lineno - 1
             batch.append((number, None, None, InvalidDeserialization(
                 f'line {number}: invalid JSON: {err.msg} at column {err.colno}; '
                 'the input after it was not read')))
             break
-        # Pretty-printed text spans lines: it is encoded again, on one line.
-        batch.append((number, obj, None, None))
+        except RecursionError:
+            batch.append((number, None, None, InvalidDeserialization(
+                f'line {number}: nested too deeply; the input after it was not read')))
+            break
+        except LimitExceeded as err:
+            batch.append((number, None, None, InvalidDeserialization(f'line {number}: {err}; '
+                                                                     'skipped')))
+        else:
+            # Pretty-printed text spans lines: it is encoded again, on one line.
+            batch.append((number, obj, None, None))
         if len(batch) >= batch_size:
             yield batch
             batch = []
