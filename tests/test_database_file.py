@@ -54,9 +54,11 @@ def test_reads_a_store_written_by_panoptes_utils(db):
     Path(db.storage_dir, 'current_weather.json').write_text(json.dumps(old[0]) + '\n')
     found = db.find('weather', 'c15f25f7-fa73-4462-b32f-e31757a233d7')
     assert found['data']['ha'].value == 42
-    assert db.find('weather', 'f431e593-15a4-4125-8c81-28ed4aa7fa1f')['data']['data'] == {'temp': 12.5}
+    # The wrapped record comes out unwrapped (issue 13), by either id, in queries too.
+    assert db.find('weather', 'f431e593-15a4-4125-8c81-28ed4aa7fa1f', parse=False) == old[1]['data']
     assert db.get_current('weather')['_id'] == old[0]['_id']
-    assert [r['_id'] for r in db.find('weather', since='2023-11-23T19:35:10.775')] == [old[1]['_id']]
+    assert list(db.find('weather', since='2023-11-23T19:35:10.775', parse=False)) == []
+    assert list(db.find('weather', where=['temp=12.5'], parse=False))[0] == old[1]['data']
     # New records go on after the old ones.
     new = db.insert('weather', {'temp': 3})
     assert next(db.find('weather'))['_id'] == new

@@ -21,7 +21,7 @@ import abc
 import importlib
 from collections.abc import Iterable, Iterator
 
-from panoptes_cli.database.query import matches, parse_where
+from panoptes_cli.database.query import Condition, matches, parse_where
 from panoptes_cli.database.records import (
     PreparedRecord,
     parse_time_bound,
@@ -34,7 +34,8 @@ from panoptes_cli.error import DatabaseError, IllegalValue  # noqa: F401
 from panoptes_cli.serializers import deserialize_all_objects
 from panoptes_cli.time import utc_now
 
-_DB_CLASSES = {'file': 'PanFileDB', 'memory': 'PanMemoryDB', 'sqlite': 'PanSQLiteDB'}
+_DB_CLASSES = {'file': 'PanFileDB', 'memory': 'PanMemoryDB', 'postgres': 'PanPostgresDB',
+               'sqlite': 'PanSQLiteDB'}
 
 
 def create_storage_obj(collection, data, obj_id):
@@ -61,11 +62,11 @@ def get_db_class(module_name='file'):
     >>> get_db_class('mongo')
     Traceback (most recent call last):
       ...
-    panoptes_cli.error.IllegalValue: IllegalValue: unsupported database type 'mongo': use file, memory or sqlite
+    panoptes_cli.error.IllegalValue: IllegalValue: unsupported database type 'mongo': use file, memory, postgres or sqlite
 
     Args:
         module_name (str): Name of module, one of: ``file`` (default),
-            ``memory`` or ``sqlite``.
+            ``memory``, ``postgres`` or ``sqlite``.
 
     Returns:
         type: The db class for the database type.
@@ -74,7 +75,8 @@ def get_db_class(module_name='file'):
         panoptes_cli.error.IllegalValue: If an unsupported database type is passed.
     """
     if module_name not in _DB_CLASSES:
-        raise IllegalValue(f'unsupported database type {module_name!r}: use file, memory or sqlite')
+        raise IllegalValue(f'unsupported database type {module_name!r}: '
+                           'use file, memory, postgres or sqlite')
     # Not library.load_module: its ctypes import would slow every db command.
     module = importlib.import_module(f'panoptes_cli.database.{module_name}')
     return getattr(module, _DB_CLASSES[module_name])
@@ -108,8 +110,27 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def _scan(self, collection: str, since: str | None, until: str | None,
-              limit: int | None) -> Iterator[dict]:
-        """Yield the records dated in [since, until) (as JSON decoded them), newest first."""
+              conditions: list[Condition], limit: int | None) -> Iterator[dict]:
+        """Yield the records dated in [since, until) meeting ``conditions``, newest first.
+
+        At most ``limit`` records (all when None); records as JSON decoded them.
+        """
+
+    @abc.abstractmethod
+    def _watch(self, collection: str) -> Iterator[list[dict]]:
+        """Yield lists of the records stored from now on, oldest first, as they arrive.
+
+        The first list (empty) comes once the starting point is taken; later
+        ones come at least twice a second, empty when nothing arrived.
+        """
+
+    @abc.abstractmethod
+    def _prune(self, collection: str, before: str) -> int:
+        """Delete the records of ``collection`` dated before ``before``; return how many."""
+
+    @abc.abstractmethod
+    def _collections(self) -> list[str]:
+        """Return the names of the collections that hold records."""
 
     @abc.abstractmethod
     def _current_record(self, collection: str) -> dict | None:
@@ -220,9 +241,12 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
             since: Only records dated at or after this time (ISO-8601 string,
                 datetime, astropy Time, or a duration before now like ``2h``).
             until: Only records dated before this time (same forms).
-            where (dict or list[str]): Equality on fields of ``data``: a dict
-                like ``{'temp': 12.5, 'wind.speed': 3}`` or ``KEY=VALUE``
-                strings; a dotted key reaches into nested dicts.
+            where (dict or list[str]): Conditions on fields of ``data``: a
+                dict like ``{'temp': 12.5, 'wind.speed': 3}`` (equality) or
+                strings like ``temp>20``, ``status!=ok``, ``safe=true``
+                (``=``, ``!=``, ``>``, ``>=``, ``<``, ``<=``; see
+                :mod:`panoptes_cli.database.query`); a dotted key reaches into
+                nested dicts.
             limit (int, optional): At most this many records.
             parse (bool): Turn quantity strings and ISO times in the records
                 into Quantities and datetimes (default), or leave them as
@@ -266,15 +290,62 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
     def _query(self, collection, since, until, conditions, limit, parse) -> Iterator[dict]:
         if limit == 0:
             return
-        found = 0
-        # Fields of data are compared here, the same way for every backend.
-        for record in self._scan(collection, since, until, None if conditions else limit):
-            if conditions and not matches(record, conditions):
-                continue
+        for record in self._scan(collection, since, until, conditions, limit):
             yield deserialize_all_objects(record) if parse else record
-            found += 1
-            if found == limit:
-                return
+
+    # Beyond the manual.
+
+    def follow(self, collection, *, since=None, until=None, where=None, seconds=None,
+               parse=True) -> Iterator[dict]:
+        """Yield the records of ``collection`` stored from now on, as they arrive, oldest first.
+
+        Runs until the caller stops iterating (or Ctrl-C), or for ``seconds``
+        when given. ``since``, ``until`` and ``where`` filter as in :meth:`find`.
+        Each backend waits in its own way: LISTEN/NOTIFY on PostgreSQL, the
+        data version on SQLite, the file's growth on the file store.
+
+        >>> from panoptes_cli.database import PanDB
+        >>> db = PanDB(db_type='memory', db_name='doctest_follow')
+        >>> list(db.follow('weather', seconds=0.1))
+        []
+        """
+        import time
+
+        validate_name(collection)
+        since = None if since is None else parse_time_bound(since)
+        until = None if until is None else parse_time_bound(until)
+        conditions = parse_where(where)
+        deadline = None if seconds is None else time.monotonic() + float(seconds)
+        watcher = self._watch(collection)
+        try:
+            for records in watcher:
+                for record in records:
+                    if self._wanted(record, since, until, conditions):
+                        yield deserialize_all_objects(record) if parse else record
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+        finally:
+            watcher.close()
+
+    def prune(self, before, collections=None) -> dict[str, int]:
+        """Delete the records dated before ``before`` (current records stay).
+
+        Args:
+            before: A time, in the forms ``since`` takes in :meth:`find`
+                (``2024-01-01``, ``30d``, a datetime).
+            collections (list[str], optional): Only these collections (default: all).
+
+        Returns:
+            dict: How many records were deleted, by collection.
+        """
+        before = parse_time_bound(before)
+        names = self._collections() if collections is None else [
+            validate_name(name) for name in collections]
+        return {name: self._prune(name, before) for name in names}
+
+    def collections(self) -> list[str]:
+        """Return the sorted names of the collections holding records."""
+        return sorted(self._collections())
 
 
 class PanDB:

@@ -28,12 +28,15 @@ and the next writer starts a fresh line after it.
 import fcntl
 import heapq
 import json
+import mmap
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from operator import itemgetter
 
 from panoptes_cli.database.base import AbstractPanDB
+from panoptes_cli.database.query import matches
 from panoptes_cli.database.records import (
     PreparedRecord,
     record_date,
@@ -43,6 +46,13 @@ from panoptes_cli.database.records import (
 from panoptes_cli.files import atomic_path
 
 _CURRENT_PREFIX = 'current_'
+# Beside <collection>.json when its records are not in date order (inserted
+# with dates of their own): readers then sort instead of reading from the end.
+_UNORDERED = '.unordered'
+# How much of a file's end a writer reads to find the date of its last record.
+_TAIL_SIZE = 64 * 1024
+_POLL_SECONDS = 0.05
+_RECORD_KEYS = {'_id', 'type', 'date', 'data'}
 _DATE_THEN_LINE = itemgetter(0, 1)
 _BLOCK_SIZE = 1 << 20
 
@@ -82,7 +92,8 @@ class PanFileDB(AbstractPanDB):
     def _store(self, collection, records, current=None):
         if records:
             payload = ''.join(f'{record.text}\n' for record in records).encode()
-            _append(self._get_file(collection), payload)
+            dates = [record.date for record in records]
+            _append(self._get_file(collection), payload, dates)
         if current is not None:
             self._replace_current(collection, current)
 
@@ -96,14 +107,19 @@ class PanFileDB(AbstractPanDB):
         # Ids are written the way json.dumps writes strings: search for that
         # text through the file, and parse only the lines that have it.
         needle = json.dumps(obj_id)[1:-1].encode()
-        for number, line in _lines_with(path, needle):
-            record = _parse(line, path, number)
-            if record is not None and record.get('_id') == obj_id:
+        for line, number in _lines_with(path, needle):
+            stored = _parse(line, path, number, unwrap=False)
+            record = _unwrap(stored)
+            # A record 0.2.29 wrapped is found by its own id or by the wrapper's.
+            if record is not None and obj_id in (record.get('_id'), stored.get('_id')):
                 return record
         return None
 
-    def _scan(self, collection, since, until, limit) -> Iterator[dict]:
+    def _scan(self, collection, since, until, conditions, limit) -> Iterator[dict]:
         path = self._get_file(collection)
+        if not os.path.exists(path + _UNORDERED):
+            yield from _newest_first(path, since, until, conditions, limit)
+            return
         entries = []
         for number, line in _lines(path):
             record = _parse(line, path, number)
@@ -111,6 +127,8 @@ class PanFileDB(AbstractPanDB):
                 continue
             date = record_date(record)
             if (since is not None and date < since) or (until is not None and date >= until):
+                continue
+            if conditions and not matches(record, conditions):
                 continue
             entries.append((date, number, record))
         # Newest first; records of the same date in reverse order of writing.
@@ -120,6 +138,54 @@ class PanFileDB(AbstractPanDB):
             entries = heapq.nlargest(limit, entries, key=_DATE_THEN_LINE)
         for _date, _number, record in entries:
             yield record
+
+    def _watch(self, collection) -> Iterator[list[dict]]:
+        path = self._get_file(collection)
+        position, inode = _size_and_inode(path)
+        yield []
+        while True:
+            time.sleep(_POLL_SECONDS)
+            size, now_inode = _size_and_inode(path)
+            if now_inode != inode:
+                # Pruned (or erased): the file was replaced; go on from its end.
+                position, inode = size, now_inode
+            if size <= position:
+                yield []
+                continue
+            records = []
+            with _snapshot(path) as opened:
+                if opened is not None:
+                    handle, size = opened
+                    handle.seek(position)
+                    chunk = handle.read(size - position)
+                    position += len(chunk)
+                    for line in chunk.splitlines():
+                        record = _parse(line, path, '(appended)')
+                        if record is not None:
+                            records.append(record)
+            yield records
+
+    def _prune(self, collection, before) -> int:
+        path = self._get_file(collection)
+        removed = 0
+
+        def keep(line: bytes) -> bool:
+            nonlocal removed
+            record = _parse(line, path, '(pruning)')
+            if record is not None and record_date(record) < before:
+                removed += 1
+                return False
+            return True
+
+        _rewrite(path, keep)
+        return removed
+
+    def _collections(self):
+        with suppress(FileNotFoundError):
+            return [entry.name[:-5] for entry in os.scandir(self.storage_dir)
+                    if entry.name.endswith('.json') and not entry.name.startswith(_CURRENT_PREFIX)
+                    and entry.stat().st_size > 0]
+        return []
 
     def _current_record(self, collection):
         path = self._get_file(collection, permanent=False)
@@ -146,21 +212,46 @@ class PanFileDB(AbstractPanDB):
                               validate_name(db_name, 'database'))
         with suppress(FileNotFoundError):
             for entry in os.scandir(folder):
-                if entry.name.endswith(('.json', '.tmp')) and entry.is_file():
+                if entry.name.endswith(('.json', '.tmp', _UNORDERED)) and entry.is_file():
                     os.remove(entry.path)
         with suppress(OSError):
             os.rmdir(folder)
 
 
-def _append(path: str, payload: bytes) -> None:
-    """Append whole lines to ``path`` under an exclusive lock; undo a partial write."""
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b'\n':
+@contextmanager
+def _locked_for_writing(path: str):
+    """Open ``path`` (creating it) with an exclusive lock; give (fd, size).
+
+    A prune replaces the file while holding the lock on the old one: a writer
+    that got that lock reopens the new file, so its lines are not lost.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            stat = os.fstat(fd)
+            with suppress(FileNotFoundError):
+                if os.stat(path).st_ino == stat.st_ino:
+                    yield fd, stat.st_size
+                    return
+        finally:
+            os.close(fd)
+
+
+def _append(path: str, payload: bytes, dates: list[str]) -> None:
+    """Append whole lines to ``path`` under an exclusive lock; undo a partial write.
+
+    Also notes (in a marker file beside it) when the file stops being in date
+    order, so readers know whether the newest records are at its end.
+    """
+    with _locked_for_writing(path) as (fd, size):
+        tail = os.pread(fd, min(size, _TAIL_SIZE), size - min(size, _TAIL_SIZE)) if size else b''
+        if tail and not tail.endswith(b'\n'):
             # A writer died mid-line: end that line so ours stays readable.
             payload = b'\n' + payload
+        if dates != sorted(dates) or (size and dates[0] < _last_date(tail)):
+            with open(path + _UNORDERED, 'ab'):
+                pass
         try:
             written = 0
             while written < len(payload):
@@ -168,8 +259,40 @@ def _append(path: str, payload: bytes) -> None:
         except BaseException:
             os.ftruncate(fd, size)
             raise
-    finally:
-        os.close(fd)
+
+
+def _last_date(tail: bytes) -> str:
+    """Return the date of the last whole record in ``tail`` ('\uffff' when unknown: unordered)."""
+    lines = tail.rstrip(b'\n').rsplit(b'\n', 1)
+    if len(lines) < 2 and len(tail) >= _TAIL_SIZE:
+        return '\uffff'
+    try:
+        record = _unwrap(json.loads(lines[-1]))
+    except ValueError:
+        return '\uffff'
+    return record_date(record) if isinstance(record, dict) else '\uffff'
+
+
+def _rewrite(path: str, keep) -> None:
+    """Replace ``path`` by its lines for which ``keep(line)`` is true, under the writers' lock."""
+    if not os.path.exists(path):
+        return
+    with _locked_for_writing(path) as (fd, size):
+        with open(fd, 'rb', closefd=False) as handle:
+            lines = [line for line in handle if keep(line)]
+        if len(lines) == sum(1 for _ in open(path, 'rb')):
+            return
+        with atomic_path(path, suffix='.tmp') as temp:
+            with open(temp, 'wb') as out:
+                out.writelines(line if line.endswith(b'\n') else line + b'\n' for line in lines)
+
+
+def _size_and_inode(path: str) -> tuple[int, int | None]:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return 0, None
+    return stat.st_size, stat.st_ino
 
 
 @contextmanager
@@ -206,34 +329,90 @@ def _lines(path: str) -> Iterator[tuple[int, bytes]]:
             yield number, line
 
 
-def _lines_with(path: str, needle: bytes) -> Iterator[tuple[int, bytes]]:
-    """Yield (line number, line) for the lines containing ``needle``, searching block by block."""
+def _lines_reversed(path: str) -> Iterator[tuple[bytes, str]]:
+    """Yield (line, its place counted from the end) for the whole lines, last line first."""
     with _snapshot(path) as opened:
         if opened is None:
             return
-        handle, remaining = opened
-        lines_before = 0
+        handle, end = opened
         carry = b''
-        while remaining > 0:
-            chunk = handle.read(min(_BLOCK_SIZE, remaining))
-            if not chunk:
-                return
-            remaining -= len(chunk)
-            block = carry + chunk
-            # Search whole lines only; the rest waits for the next block.
-            cut = block.rfind(b'\n') + 1 if remaining > 0 else len(block)
-            block, carry = block[:cut], block[cut:]
-            found = block.find(needle)
+        from_end = 0
+        while end > 0:
+            start = max(0, end - _BLOCK_SIZE)
+            handle.seek(start)
+            block = handle.read(end - start) + carry
+            end = start
+            lines = block.split(b'\n')
+            # The first piece may be the end of a line that starts in an earlier block.
+            carry = lines[0] if start > 0 else b''
+            for line in reversed(lines if start == 0 else lines[1:]):
+                if line:
+                    from_end += 1
+                    yield line, f'{from_end} from the end'
+
+
+def _newest_first(path, since, until, conditions, limit) -> Iterator[dict]:
+    """Yield records from the end of a file in date order: the newest without reading the rest."""
+    found = 0
+    if limit == 0:
+        return
+    for line, number in _lines_reversed(path):
+        record = _parse(line, path, number)
+        if record is None:
+            continue
+        date = record_date(record)
+        if until is not None and date >= until:
+            continue
+        if since is not None and date < since:
+            return
+        if conditions and not matches(record, conditions):
+            continue
+        yield record
+        found += 1
+        if found == limit:
+            return
+
+
+def _lines_with(path: str, needle: bytes) -> Iterator[tuple[bytes, int | None]]:
+    """Yield (line, line number) for the whole lines containing ``needle``.
+
+    The file is mapped, not read: the search runs over the page cache with no
+    copy; only the lines found are copied out. The line number is counted
+    only for a line that fails to parse (None stands for "count it").
+    """
+    with _snapshot(path) as opened:
+        if opened is None:
+            return
+        handle, size = opened
+        if size == 0:
+            return
+        with mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ) as mapped:
+            found = mapped.find(needle)
             while found != -1:
-                start = block.rfind(b'\n', 0, found) + 1
-                end = block.find(b'\n', found) + 1 or len(block)
-                yield lines_before + block.count(b'\n', 0, start) + 1, block[start:end]
-                found = block.find(needle, end)
-            lines_before += block.count(b'\n')
+                start = mapped.rfind(b'\n', 0, found) + 1
+                end = mapped.find(b'\n', found)
+                end = size if end == -1 else end + 1
+                yield mapped[start:end], _LineNumber(mapped, start)
+                found = mapped.find(needle, end)
 
 
-def _parse(line: bytes, path: str, number: int) -> dict | None:
-    """Decode one stored line; warn about (and skip) a torn or corrupt one."""
+class _LineNumber:
+    """A line's number in a mapped file, counted only when shown (in a warning)."""
+
+    def __init__(self, mapped, start: int):
+        self.mapped = mapped
+        self.start = start
+
+    def __str__(self) -> str:
+        return str(self.mapped[:self.start].count(b'\n') + 1)
+
+
+def _parse(line: bytes, path: str, number, unwrap: bool = True) -> dict | None:
+    """Decode one stored line; warn about (and skip) a torn or corrupt one.
+
+    ``number`` says where the line is, in the warning. With ``unwrap``, a
+    record panoptes-utils 0.2.29 wrapped comes out as the record inside.
+    """
     if not line.strip():
         return None
     try:
@@ -245,6 +424,25 @@ def _parse(line: bytes, path: str, number: int) -> dict | None:
     if not isinstance(record, dict):
         _warn(f'{path} line {number}: not a record; skipped')
         return None
+    return _unwrap(record) if unwrap else record
+
+
+def _unwrap(record):
+    """Return the record a panoptes-utils 0.2.29 file store wrapped a second time, else ``record``.
+
+    0.2.29's ``insert_current`` stored ``{"_id", "type", "date", "data": <the
+    current record>}``: the record inside is the one its caller knew (its id
+    is the one insert_current returned).
+
+    >>> inner = {'_id': 'b', 'data': {'temp': 1}, 'type': 'weather', 'date': '2024-05-01T00:00:00.000'}
+    >>> _unwrap({'_id': 'a', 'data': inner, 'type': 'weather', 'date': '2024-05-01T00:00:00.014'}) == inner
+    True
+    """
+    if isinstance(record, dict):
+        data = record.get('data')
+        if (isinstance(data, dict) and data.keys() == _RECORD_KEYS
+                and data.get('type') == record.get('type') and record.keys() == _RECORD_KEYS):
+            return data
     return record
 
 

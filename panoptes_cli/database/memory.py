@@ -12,15 +12,17 @@ True
 True
 """
 
-import heapq
+import itertools
 import json
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import suppress
 from operator import itemgetter
 
 from panoptes_cli.database.base import AbstractPanDB
+from panoptes_cli.database.query import matches
 
 _DATE_THEN_SEQ = itemgetter(0, 1)
 
@@ -53,6 +55,8 @@ class PanMemoryDB(AbstractPanDB):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.lock = threading.Lock()
+        # Numbers every stored record, in the order stored (never reused).
+        self.sequence = itertools.count()
         # collection -> [(date, sequence number, JSON line)], in the order stored
         self.collections = {}
         # collection -> {id: JSON line}, the first record stored with each id
@@ -74,7 +78,7 @@ class PanMemoryDB(AbstractPanDB):
                 rows = self.collections.setdefault(collection, [])
                 ids = self.ids.setdefault(collection, {})
                 for record in records:
-                    rows.append((record.date, len(rows), record.text))
+                    rows.append((record.date, next(self.sequence), record.text))
                     ids.setdefault(record.id, record.text)
             if current is not None:
                 self.current[collection] = current.text
@@ -84,16 +88,53 @@ class PanMemoryDB(AbstractPanDB):
             text = self.ids.get(collection, {}).get(obj_id)
         return None if text is None else json.loads(text)
 
-    def _scan(self, collection, since, until, limit) -> Iterator[dict]:
+    def _scan(self, collection, since, until, conditions, limit) -> Iterator[dict]:
         with self.lock:
             rows = [row for row in self.collections.get(collection, ())
                     if (since is None or row[0] >= since) and (until is None or row[0] < until)]
-        if limit is None:
-            rows.sort(key=_DATE_THEN_SEQ, reverse=True)
-        else:
-            rows = heapq.nlargest(limit, rows, key=_DATE_THEN_SEQ)
+        rows.sort(key=_DATE_THEN_SEQ, reverse=True)
+        found = 0
         for _date, _seq, text in rows:
-            yield json.loads(text)
+            record = json.loads(text)
+            if conditions and not matches(record, conditions):
+                continue
+            yield record
+            found += 1
+            if found == limit:
+                return
+
+    def _watch(self, collection) -> Iterator[list[dict]]:
+        with self.lock:
+            rows = self.collections.get(collection)
+            last = rows[-1][1] if rows else -1
+        yield []
+        while True:
+            time.sleep(0.05)
+            with self.lock:
+                rows = self.collections.get(collection, [])
+                start = len(rows)
+                while start and rows[start - 1][1] > last:
+                    start -= 1
+                new = rows[start:]
+            if new:
+                last = new[-1][1]
+            yield [json.loads(text) for _date, _seq, text in new]
+
+    def _prune(self, collection, before) -> int:
+        with self.lock:
+            rows = self.collections.get(collection, [])
+            kept = [row for row in rows if row[0] >= before]
+            if len(kept) < len(rows):
+                self.collections[collection] = kept
+                ids = {}
+                for _date, _seq, text in kept:
+                    ids.setdefault(json.loads(text)['_id'], text)
+                self.ids[collection] = ids
+            return len(rows) - len(kept)
+
+    def _collections(self):
+        with self.lock:
+            return [name for name, rows in self.collections.items() if rows]
 
     def _current_record(self, collection):
         with self.lock:

@@ -1,16 +1,44 @@
 """Conditions on the fields of a record's data (``--where``), checked the same way by every store.
 
->>> conditions = parse_where(['wind.speed=3', 'safe=true'])
->>> conditions
-[(['wind', 'speed'], 3), (['safe'], True)]
->>> matches({'data': {'wind': {'speed': 3}, 'safe': True}}, conditions)
+A condition is ``KEY OP VALUE`` with OP one of ``=``, ``!=``, ``>``, ``>=``,
+``<``, ``<=``. The rules, which the SQL stores follow too:
+
+- a record without the field never matches (not even ``!=``);
+- ``=`` and ``!=`` compare JSON values: ``true`` is not ``1``, ``12`` is ``12.0``;
+- ``>``, ``>=``, ``<``, ``<=`` compare numbers with numbers and text with text
+  (by code point, so ISO dates order as times); other pairs never match.
+
+>>> conditions = parse_where(['wind.speed>=3', 'safe=true', 'status!=ok'])
+>>> conditions[0]
+Condition(path=('wind', 'speed'), op='>=', value=3)
+>>> matches({'data': {'wind': {'speed': 3.5}, 'safe': True, 'status': 'rain'}}, conditions)
 True
->>> matches({'data': {'wind': {'speed': 3}, 'safe': 1}}, conditions)
+>>> matches({'data': {'wind': {'speed': 3.5}, 'safe': 1, 'status': 'rain'}}, conditions)
+False
+>>> matches({'data': {'wind': {'speed': 3.5}, 'safe': True}}, conditions)
 False
 """
 
+import json
+import operator
+import re
+from typing import NamedTuple
+
 from panoptes_cli.error import IllegalValue
 from panoptes_cli.serializers import parse_typed_value
+
+# The key is everything before the first operator character.
+_CONDITION = re.compile(r'^\s*([^=!<>]+?)\s*(>=|<=|!=|=|>|<)(.*)$', re.DOTALL)
+_ORDERING = {'>': operator.gt, '>=': operator.ge, '<': operator.lt, '<=': operator.le}
+OPERATORS = ('=', '!=', *_ORDERING)
+
+
+class Condition(NamedTuple):
+    """One ``--where`` test: the field's key path in ``data``, the operator, the value."""
+
+    path: tuple[str, ...]
+    op: str
+    value: object
 
 
 def parse_scalar(text: str):
@@ -22,36 +50,53 @@ def parse_scalar(text: str):
     return parse_typed_value(text)
 
 
-def parse_condition(text: str) -> tuple[str, object]:
-    """Split a ``KEY=VALUE`` condition on a data field into the key and its parsed value.
+def parse_condition(text: str) -> tuple[str, str, object]:
+    """Split a ``KEY OP VALUE`` condition into its key, operator and parsed value.
 
     >>> parse_condition('wind.speed=3')
-    ('wind.speed', 3)
+    ('wind.speed', '=', 3)
+    >>> parse_condition('temp<=-5.5')
+    ('temp', '<=', -5.5)
+    >>> parse_condition('status!=ok')
+    ('status', '!=', 'ok')
     >>> parse_condition('temp')
     Traceback (most recent call last):
       ...
-    panoptes_cli.error.IllegalValue: IllegalValue: invalid condition 'temp': use KEY=VALUE, e.g. temp=12.5
+    panoptes_cli.error.IllegalValue: IllegalValue: invalid condition 'temp': use KEY=VALUE or KEY>VALUE (also !=, >=, <, <=), e.g. temp>20
     """
-    key, sep, value = text.partition('=')
-    if not sep or not key.strip():
-        raise IllegalValue(f'invalid condition {text!r}: use KEY=VALUE, e.g. temp=12.5')
-    return key.strip(), parse_scalar(value)
+    found = _CONDITION.match(text)
+    if not found:
+        raise IllegalValue(f'invalid condition {text!r}: use KEY=VALUE or KEY>VALUE '
+                           '(also !=, >=, <, <=), e.g. temp>20')
+    key, op, value = found.groups()
+    return key, op, parse_scalar(value)
 
 
-def parse_where(where) -> list[tuple[list[str], object]]:
-    """Turn ``where`` (a dict, or ``KEY=VALUE`` strings) into (key path, value) pairs."""
+def parse_where(where) -> list[Condition]:
+    """Turn ``where`` (a dict meaning equality, or ``KEY OP VALUE`` strings) into conditions."""
     if not where:
         return []
     if isinstance(where, str):
         where = [where]
-    items = where.items() if isinstance(where, dict) else (parse_condition(w) for w in where)
+    if isinstance(where, dict):
+        items = ((key, '=', value) for key, value in where.items())
+    else:
+        items = (parse_condition(w) for w in where)
     conditions = []
-    for key, value in items:
-        path = str(key).split('.')
-        if not all(path):
+    for key, op, value in items:
+        path = tuple(str(key).split('.'))
+        if not all(path) or any('"' in part for part in path):
             raise IllegalValue(f'invalid field {key!r}: use a name like temp or wind.speed')
-        conditions.append((path, value))
+        if op in _ORDERING and (value is None or isinstance(value, bool)
+                                or not isinstance(value, (int, float, str))):
+            raise IllegalValue(f'invalid condition {key}{op}{value!r}: {op} compares numbers '
+                               'or text, e.g. temp>20')
+        conditions.append(Condition(path, op, value))
     return conditions
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _equal(stored, expected) -> bool:
@@ -61,13 +106,88 @@ def _equal(stored, expected) -> bool:
     return stored == expected
 
 
+def _holds(stored, op: str, expected) -> bool:
+    if op == '=':
+        return _equal(stored, expected)
+    if op == '!=':
+        return not _equal(stored, expected)
+    if (_is_number(stored) and _is_number(expected)) or (
+            isinstance(stored, str) and isinstance(expected, str)):
+        return _ORDERING[op](stored, expected)
+    return False
+
+
+_MISSING = object()
+
+
+def field(data, path) -> object:
+    """Return the value at ``path`` (a key path) in nested dicts, or ``_MISSING``."""
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return _MISSING
+        data = data[part]
+    return data
+
+
 def matches(record: dict, conditions) -> bool:
-    for path, expected in conditions:
-        value = record.get('data')
-        for part in path:
-            if not isinstance(value, dict) or part not in value:
-                return False
-            value = value[part]
-        if not _equal(value, expected):
+    """Return True if the record's data satisfies every condition."""
+    for path, op, expected in conditions:
+        stored = field(record.get('data'), path)
+        if stored is _MISSING or not _holds(stored, op, expected):
             return False
     return True
+
+
+def is_scalar(value) -> bool:
+    """Return True for the values SQL stores compare themselves (JSON scalars)."""
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def sqlite_condition(condition: Condition, column: str = 'record',
+                     prefix: str = '$.data') -> tuple[str, list]:
+    """Return the SQLite expression (and its parameters) testing ``condition`` on a JSON column.
+
+    >>> sqlite_condition(Condition(('temp',), '>', 20))
+    ("(json_type(record, ?) IN ('integer', 'real') AND json_extract(record, ?) > ?)", ['$.data."temp"', '$.data."temp"', 20])
+    """
+    json_path = prefix + ''.join(f'."{part}"' for part in condition.path)
+    kind = f'json_type({column}, ?)'
+    value = f'json_extract({column}, ?)'
+    op, expected = condition.op, condition.value
+    if isinstance(expected, bool) or expected is None:
+        name = 'null' if expected is None else ('true' if expected else 'false')
+        test, params = f"{kind} = '{name}'", [json_path]
+    elif _is_number(expected):
+        sql_op = '=' if op == '!=' else op
+        test = f"({kind} IN ('integer', 'real') AND {value} {sql_op} ?)"
+        params = [json_path, json_path, expected]
+    else:
+        sql_op = '=' if op == '!=' else op
+        test = f"({kind} = 'text' AND {value} {sql_op} ?)"
+        params = [json_path, json_path, expected]
+    if op == '!=':
+        return f'({kind} IS NOT NULL AND NOT {test})', [json_path, *params]
+    return test, params
+
+
+def postgres_condition(condition: Condition, column: str = 'data') -> tuple[str, list]:
+    """Return the PostgreSQL expression (and parameters) testing ``condition`` on a JSONB column.
+
+    >>> postgres_condition(Condition(('wind', 'speed'), '<=', 3))
+    ("COALESCE(jsonb_typeof(data #> %s) = 'number' AND (data #> %s) <= %s::jsonb, false)", [['wind', 'speed'], ['wind', 'speed'], '3'])
+    """
+    path = list(condition.path)
+    op, expected = condition.op, condition.value
+    if op in ('=', '!='):
+        # jsonb equality: numbers by value, true is not 1, 'null' only matches null.
+        sql = f'COALESCE(({column} #> %s) {"=" if op == "=" else "<>"} %s::jsonb, false)'
+        return sql, [path, json.dumps(expected)]
+    if _is_number(expected):
+        # Between two jsonb numbers, jsonb ordering is numeric ordering.
+        sql = (f"COALESCE(jsonb_typeof({column} #> %s) = 'number' AND ({column} #> %s) {op} "
+               '%s::jsonb, false)')
+        return sql, [path, path, json.dumps(expected)]
+    # Text by code point, as Python and SQLite compare it, whatever the database's collation.
+    sql = (f"COALESCE(jsonb_typeof({column} #> %s) = 'string' AND ({column} #>> %s) COLLATE \"C\" "
+           f'{op} %s, false)')
+    return sql, [path, path, expected]

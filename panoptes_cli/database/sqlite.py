@@ -27,30 +27,50 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from panoptes_cli.database.base import AbstractPanDB
+from panoptes_cli.database.query import is_scalar, matches, sqlite_condition
 from panoptes_cli.database.records import storage_root, validate_name
 from panoptes_cli.error import DatabaseError
 
-_SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    seq INTEGER PRIMARY KEY,
+_SCHEMA_VERSION = 2
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS records_by_id ON records (collection, id);
+CREATE INDEX IF NOT EXISTS records_by_date ON records (collection, date);
+"""
+# AUTOINCREMENT: a record's seq is never reused, even after a prune empties the
+# table, so a sync's high-water mark never skips records stored later.
+_RECORDS = """
+CREATE TABLE IF NOT EXISTS {name} (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
     collection TEXT NOT NULL,
     id TEXT NOT NULL,
     date TEXT NOT NULL,
     record TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_by_id ON records (collection, id);
-CREATE INDEX IF NOT EXISTS records_by_date ON records (collection, date);
+)
+"""
+_SCHEMA = _RECORDS.format(name='records') + ';' + _INDEXES + """;
 CREATE TABLE IF NOT EXISTS current (
     collection TEXT PRIMARY KEY,
     record TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sync_marks (
+    target TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID
 """
+# Schema 1 -> 2: records gets AUTOINCREMENT (a copy, once), sync_marks is new.
+_MIGRATE_FROM_1 = _RECORDS.format(name='records_v2') + """;
+INSERT INTO records_v2 (seq, collection, id, date, record)
+    SELECT seq, collection, id, date, record FROM records;
+DROP TABLE records;
+ALTER TABLE records_v2 RENAME TO records
+"""
+_POLL_SECONDS = 0.05
 
 
 class PanSQLiteDB(AbstractPanDB):
@@ -115,7 +135,8 @@ class PanSQLiteDB(AbstractPanDB):
                                 f'(schema {version}); upgrade panoptes-cli to read it')
         with self._transaction(connection):
             # Statement by statement: executescript would commit our transaction.
-            for statement in _SCHEMA.split(';'):
+            script = (_MIGRATE_FROM_1 + ';' if version == 1 else '') + _SCHEMA
+            for statement in script.split(';'):
                 if statement.strip():
                     connection.execute(statement)
             connection.execute(f'PRAGMA user_version={_SCHEMA_VERSION}')
@@ -160,7 +181,7 @@ class PanSQLiteDB(AbstractPanDB):
                 (collection, obj_id)).fetchone()
         return None if row is None else json.loads(row[0])
 
-    def _scan(self, collection, since, until, limit) -> Iterator[dict]:
+    def _scan(self, collection, since, until, conditions, limit) -> Iterator[dict]:
         sql = 'SELECT record FROM records WHERE collection = ?'
         params = [collection]
         if since is not None:
@@ -169,17 +190,69 @@ class PanSQLiteDB(AbstractPanDB):
         if until is not None:
             sql += ' AND date < ?'
             params.append(until)
+        # Scalars are compared by SQLite (json_extract); a dict or list value in Python.
+        in_python = [c for c in conditions if not is_scalar(c.value)]
+        for condition in conditions:
+            if is_scalar(condition.value):
+                test, values = sqlite_condition(condition)
+                sql += f' AND {test}'
+                params.extend(values)
         sql += ' ORDER BY date DESC, seq DESC'
-        if limit is not None:
+        if limit is not None and not in_python:
             sql += ' LIMIT ?'
             params.append(limit)
+        found = 0
         with self._errors():
             cursor = self._connection().execute(sql, params)
             try:
                 for (text,) in cursor:
-                    yield json.loads(text)
+                    record = json.loads(text)
+                    if in_python and not matches(record, in_python):
+                        continue
+                    yield record
+                    found += 1
+                    if found == limit:
+                        return
             finally:
                 cursor.close()
+
+    def _watch(self, collection) -> Iterator[list[dict]]:
+        # A connection of its own: data_version changes on commits by any other connection.
+        with self._errors():
+            connection = sqlite3.connect(self.db_file, timeout=self.timeout, isolation_level=None)
+        try:
+            with self._errors():
+                last = connection.execute('SELECT COALESCE(MAX(seq), 0) FROM records').fetchone()[0]
+                version = connection.execute('PRAGMA data_version').fetchone()[0]
+            yield []
+            while True:
+                time.sleep(_POLL_SECONDS)
+                with self._errors():
+                    now = connection.execute('PRAGMA data_version').fetchone()[0]
+                    if now == version:
+                        yield []
+                        continue
+                    version = now
+                    # Every new row, in one read: a commit between two reads cannot slip by.
+                    rows = connection.execute(
+                        'SELECT seq, collection, record FROM records WHERE seq > ? ORDER BY seq',
+                        (last,)).fetchall()
+                if rows:
+                    last = rows[-1][0]
+                yield [json.loads(text) for _seq, name, text in rows if name == collection]
+        finally:
+            connection.close()
+
+    def _prune(self, collection, before) -> int:
+        connection = self._connection()
+        with self._errors(), self._transaction(connection):
+            return connection.execute('DELETE FROM records WHERE collection = ? AND date < ?',
+                                      (collection, before)).rowcount
+
+    def _collections(self):
+        with self._errors():
+            return [name for (name,) in self._connection().execute(
+                'SELECT DISTINCT collection FROM records')]
 
     def _current_record(self, collection):
         with self._errors():
