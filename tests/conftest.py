@@ -73,10 +73,28 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv('PANOPTES_CONFIG_FILE', str(tmp_path / 'no-config-file.yaml'))
     monkeypatch.setenv('XDG_DATA_HOME', str(tmp_path / 'xdg-data'))
     for name in ('POCSTIME', 'PANOPTES_DEBUG', 'PANOPTES_LOG_LEVEL',
-                 'PANOPTES_DB_TYPE', 'PANOPTES_DB_NAME'):
+                 'PANOPTES_DB_TYPE', 'PANOPTES_DB_NAME', 'PANOPTES_DB_URL'):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return pandir
+
+
+@pytest.fixture(scope='session')
+def postgres_url():
+    """The URL of a real PostgreSQL server on a free loopback port, for the whole session."""
+    from postgres_server import PostgresServer, find_server_bin
+
+    bin_dir = find_server_bin()
+    if bin_dir is None:
+        message = 'PostgreSQL server binaries are not installed; ./install.sh test installs them'
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    server = PostgresServer(bin_dir, free_port()).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture

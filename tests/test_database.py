@@ -22,7 +22,7 @@ from panoptes_cli.database.base import AbstractPanDB
 from panoptes_cli.database.records import iso_date, parse_time_bound, storage_root
 from panoptes_cli.error import IllegalValue, InvalidSerialization
 
-BACKENDS = ['file', 'memory', 'sqlite']
+BACKENDS = ['file', 'memory', 'sqlite', 'postgres']
 TEST_DB = 'panoptes_testing'
 
 
@@ -31,7 +31,10 @@ def erase(db_type, db_name=TEST_DB):
 
 
 @pytest.fixture(params=BACKENDS)
-def db_type(request):
+def db_type(request, monkeypatch):
+    if request.param == 'postgres':
+        # The contract suite runs on a real server, as on the embedded stores.
+        monkeypatch.setenv('PANOPTES_DB_URL', request.getfixturevalue('postgres_url'))
     return request.param
 
 

@@ -30,7 +30,7 @@ from panoptes_cli.database.records import (
     validate_name,
 )
 # DatabaseError lives in error.py with the other errors; importable from here as before.
-from panoptes_cli.error import DatabaseError, IllegalValue  # noqa: F401
+from panoptes_cli.error import DatabaseError, IllegalValue, NotSupported  # noqa: F401
 from panoptes_cli.serializers import deserialize_all_objects
 from panoptes_cli.time import utc_now
 
@@ -346,6 +346,26 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
     def collections(self) -> list[str]:
         """Return the sorted names of the collections holding records."""
         return sorted(self._collections())
+
+    # Sending records on (panoptes db sync): stores that can be a sync's source.
+
+    def unsent(self, target: str, batch_size: int) -> Iterator[tuple[list[tuple], object]]:
+        """Yield batches of the records not yet sent to ``target``, in the order stored.
+
+        Each batch is ``(rows, mark)``: rows are ``(collection, id, date, data
+        JSON text)``; once they are safely stored at ``target``, pass ``mark``
+        to :meth:`mark_sent` and the next sync starts after them.
+        """
+        raise NotSupported(f'a {type(self).__name__} store cannot be synced from; '
+                           'use a sqlite or file store on the unit')
+
+    def mark_sent(self, target: str, mark) -> None:
+        """Remember that the records up to ``mark`` (from :meth:`unsent`) reached ``target``."""
+        raise NotSupported(f'a {type(self).__name__} store cannot be synced from')
+
+    def count_unsent(self, target: str) -> int:
+        """Return how many records are not yet sent to ``target``."""
+        raise NotSupported(f'a {type(self).__name__} store cannot be synced from')
 
 
 class PanDB:

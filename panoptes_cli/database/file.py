@@ -43,7 +43,9 @@ from panoptes_cli.database.records import (
     storage_root,
     validate_name,
 )
+from panoptes_cli.error import DatabaseError, NotFound
 from panoptes_cli.files import atomic_path
+from panoptes_cli.serializers import to_json
 
 _CURRENT_PREFIX = 'current_'
 # Beside <collection>.json when its records are not in date order (inserted
@@ -52,6 +54,9 @@ _UNORDERED = '.unordered'
 # How much of a file's end a writer reads to find the date of its last record.
 _TAIL_SIZE = 64 * 1024
 _POLL_SECONDS = 0.05
+_HINT = 'insert records first (panoptes db insert) or check --db-type, --db-name and $PANDIR'
+# Where `panoptes db sync` keeps how far each collection file was sent, by target.
+_MARKS = 'sync_marks.state'
 _RECORD_KEYS = {'_id', 'type', 'date', 'data'}
 _DATE_THEN_LINE = itemgetter(0, 1)
 _BLOCK_SIZE = 1 << 20
@@ -60,7 +65,7 @@ _BLOCK_SIZE = 1 << 20
 class PanFileDB(AbstractPanDB):
     """Stores collections as files of JSON records."""
 
-    def __init__(self, db_name='panoptes', storage_dir='json_store', **kwargs):
+    def __init__(self, db_name='panoptes', storage_dir='json_store', create=True, **kwargs):
         """Flat file storage for json records.
 
         This will simply store each json record inside a file corresponding
@@ -71,10 +76,15 @@ class PanFileDB(AbstractPanDB):
             storage_dir (str, optional): The name of the directory in $PANDIR where
                 the database files will be stored. Default is ``json_store`` for
                 backwards compatibility.
+            create (bool, optional): Create the store if it does not exist
+                (default); with False, raise NotFound instead.
         """
         super().__init__(db_name='panoptes' if db_name is None else db_name, **kwargs)
         self.db_folder = self.db_name
         self.storage_dir = os.path.join(storage_root(), storage_dir, self.db_folder)
+        if not create and not os.path.isdir(self.storage_dir):
+            raise NotFound(f'no file store {self.db_name!r}: {self.storage_dir} does not exist; '
+                           f'{_HINT}')
         os.makedirs(self.storage_dir, exist_ok=True)
 
     def clear_current(self, record_type):
@@ -167,17 +177,20 @@ class PanFileDB(AbstractPanDB):
 
     def _prune(self, collection, before) -> int:
         path = self._get_file(collection)
-        removed = 0
+        marks = self._marks()
+        sent = {target: done[collection] for target, done in marks.items() if collection in done}
 
         def keep(line: bytes) -> bool:
-            nonlocal removed
             record = _parse(line, path, '(pruning)')
-            if record is not None and record_date(record) < before:
-                removed += 1
-                return False
-            return True
+            return record is None or record_date(record) >= before
 
-        _rewrite(path, keep)
+        removed, moved = _rewrite(path, keep, sent.values())
+        if removed and sent:
+            # What was sent is counted in bytes: the same lines now start elsewhere.
+            for target, offset in sent.items():
+                marks[target][collection] = moved[offset]
+            with atomic_path(self._marks_file(), suffix='.tmp') as temp:
+                temp.write_text(json.dumps(marks))
         return removed
 
     def _collections(self):
@@ -200,6 +213,72 @@ class PanFileDB(AbstractPanDB):
         with suppress(FileNotFoundError):
             os.remove(self._get_file(collection, permanent=False))
 
+    def _marks_file(self) -> str:
+        return os.path.join(self.storage_dir, _MARKS)
+
+    def _marks(self) -> dict:
+        try:
+            with open(self._marks_file(), 'rb') as handle:
+                marks = json.loads(handle.read())
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            raise DatabaseError(f'{self._marks_file()}: unreadable sync marks; delete it to '
+                                'sync everything again (nothing is stored twice)') from None
+        return marks if isinstance(marks, dict) else {}
+
+    def unsent(self, target, batch_size):
+        position = dict(self._marks().get(target, {}))
+        for collection in sorted(self._collections()):
+            path = self._get_file(collection)
+            offset = position.get(collection, 0)
+            rows = []
+            with _snapshot(path) as opened:
+                if opened is None:
+                    continue
+                handle, size = opened
+                handle.seek(offset)
+                for line in handle:
+                    # Only whole lines (a torn one is left: it never becomes a record).
+                    if offset + len(line) > size or not line.endswith(b'\n'):
+                        break
+                    offset += len(line)
+                    record = _parse(line, path, f'at byte {offset - len(line)}')
+                    if record is None or not isinstance(record.get('_id'), str):
+                        continue
+                    rows.append((collection, record['_id'], record_date(record),
+                                 to_json(record.get('data'))))
+                    if len(rows) == batch_size:
+                        position[collection] = offset
+                        yield rows, dict(position)
+                        rows = []
+            if rows or offset != position.get(collection, 0):
+                position[collection] = offset
+                yield rows, dict(position)
+
+    def mark_sent(self, target, mark):
+        marks = self._marks()
+        marks[target] = mark
+        with atomic_path(self._marks_file(), suffix='.tmp') as temp:
+            temp.write_text(json.dumps(marks))
+
+    def count_unsent(self, target):
+        position = self._marks().get(target, {})
+        count = 0
+        for collection in self._collections():
+            with _snapshot(self._get_file(collection)) as opened:
+                if opened is not None:
+                    handle, size = opened
+                    handle.seek(position.get(collection, 0))
+                    remaining = size - handle.tell()
+                    while remaining > 0:
+                        block = handle.read(min(_BLOCK_SIZE, remaining))
+                        if not block:
+                            break
+                        remaining -= len(block)
+                        count += block.count(b'\n')
+        return count
+
     @classmethod
     def permanently_erase_database(cls, db_name, storage_dir='json_store'):
         """Delete every collection and current record of the named database.
@@ -212,7 +291,8 @@ class PanFileDB(AbstractPanDB):
                               validate_name(db_name, 'database'))
         with suppress(FileNotFoundError):
             for entry in os.scandir(folder):
-                if entry.name.endswith(('.json', '.tmp', _UNORDERED)) and entry.is_file():
+                if (entry.name.endswith(('.json', '.tmp', _UNORDERED)) or entry.name == _MARKS) \
+                        and entry.is_file():
                     os.remove(entry.path)
         with suppress(OSError):
             os.rmdir(folder)
@@ -273,18 +353,41 @@ def _last_date(tail: bytes) -> str:
     return record_date(record) if isinstance(record, dict) else '\uffff'
 
 
-def _rewrite(path: str, keep) -> None:
-    """Replace ``path`` by its lines for which ``keep(line)`` is true, under the writers' lock."""
+def _rewrite(path: str, keep, offsets=()) -> tuple[int, dict[int, int]]:
+    """Replace ``path`` by its lines for which ``keep(line)`` is true, under the writers' lock.
+
+    Returns how many lines went, and where each of ``offsets`` (byte offsets
+    at line starts in the old file) falls in the new one.
+    """
+    offsets = sorted(set(offsets))
+    moved = {offset: offset for offset in offsets}
     if not os.path.exists(path):
-        return
-    with _locked_for_writing(path) as (fd, size):
+        return 0, moved
+    with _locked_for_writing(path) as (fd, _size):
+        kept, removed = [], 0
+        old_at = new_at = 0
+        pending = iter(offsets)
+        offset = next(pending, None)
         with open(fd, 'rb', closefd=False) as handle:
-            lines = [line for line in handle if keep(line)]
-        if len(lines) == sum(1 for _ in open(path, 'rb')):
-            return
-        with atomic_path(path, suffix='.tmp') as temp:
-            with open(temp, 'wb') as out:
-                out.writelines(line if line.endswith(b'\n') else line + b'\n' for line in lines)
+            for line in handle:
+                while offset is not None and offset <= old_at:
+                    moved[offset] = new_at
+                    offset = next(pending, None)
+                old_at += len(line)
+                if keep(line):
+                    line = line if line.endswith(b'\n') else line + b'\n'
+                    kept.append(line)
+                    new_at += len(line)
+                else:
+                    removed += 1
+        while offset is not None:
+            moved[offset] = new_at
+            offset = next(pending, None)
+        if removed:
+            with atomic_path(path, suffix='.tmp') as temp:
+                with open(temp, 'wb') as out:
+                    out.writelines(kept)
+    return removed, moved
 
 
 def _size_and_inode(path: str) -> tuple[int, int | None]:

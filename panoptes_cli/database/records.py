@@ -30,7 +30,8 @@ _NAME = re.compile(r'^[A-Za-z0-9_.-]{1,200}$')
 _ISO_MS = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}$')
 _RELATIVE_TIME = re.compile(r'^\s*(\d+(?:\.\d*)?)\s*([smhdw])\s*$')
 _TIME_UNITS = {'s': 'seconds', 'm': 'minutes', 'h': 'hours', 'd': 'days', 'w': 'weeks'}
-_RECORD_KEYS = frozenset(('_id', 'type', 'date', 'data'))
+# 'unit': the unit a record came from, in a fleet's PostgreSQL store (not kept elsewhere).
+_RECORD_KEYS = frozenset(('_id', 'type', 'date', 'data', 'unit'))
 
 # Random bits for ids: our own generator, so code seeding the global one
 # (tests, simulations) cannot repeat ids, reseeded in forked children so they
@@ -234,3 +235,21 @@ def record_date(record: dict) -> str:
         return iso_date(date)
     except IllegalValue:
         return ''
+
+
+def data_text(obj_id: str, collection: str, date: str, text: str) -> str:
+    """Return the JSON text of a stored record's data, cut from the record's line.
+
+    Lines written by :func:`prepare_record` are cut without parsing; any other
+    line is parsed and its data written again.
+
+    >>> line = prepare_record('weather', {'temp': 12.5}).text
+    >>> record = json.loads(line)
+    >>> data_text(record['_id'], 'weather', record['date'], line)
+    '{"temp": 12.5}'
+    """
+    head = f'{{"_id": {json.dumps(obj_id)}, "type": "{collection}", "date": "{date}", "data": '
+    if text.startswith(head) and text.endswith('}'):
+        return text[len(head):-1]
+    return to_json(json.loads(text)['data'])
+

@@ -34,8 +34,10 @@ from pathlib import Path
 
 from panoptes_cli.database.base import AbstractPanDB
 from panoptes_cli.database.query import is_scalar, matches, sqlite_condition
-from panoptes_cli.database.records import storage_root, validate_name
-from panoptes_cli.error import DatabaseError
+from panoptes_cli.database.records import data_text, storage_root, validate_name
+from panoptes_cli.error import DatabaseError, NotFound
+
+_HINT = 'insert records first (panoptes db insert) or check --db-type, --db-name and $PANDIR'
 
 _SCHEMA_VERSION = 2
 _INDEXES = """
@@ -76,7 +78,8 @@ _POLL_SECONDS = 0.05
 class PanSQLiteDB(AbstractPanDB):
     """Stores collections in one SQLite database file."""
 
-    def __init__(self, db_name='panoptes', storage_dir='sqlite_store', timeout=60.0, **kwargs):
+    def __init__(self, db_name='panoptes', storage_dir='sqlite_store', timeout=60.0,
+                 create=True, **kwargs):
         """Open (creating if needed) the SQLite store of the named database.
 
         Args:
@@ -85,11 +88,16 @@ class PanSQLiteDB(AbstractPanDB):
                 database files, default ``sqlite_store``.
             timeout (float, optional): Seconds to wait for another process's
                 write to finish before giving up, default 60.
+            create (bool, optional): Create the store if it does not exist
+                (default); with False, raise NotFound instead.
         """
         super().__init__(db_name='panoptes' if db_name is None else db_name, **kwargs)
         self.storage_dir = Path(storage_root(), storage_dir)
         self.db_file = self.storage_dir / f'{self.db_name}.sqlite'
         self.timeout = timeout
+        if not create and not self.db_file.exists():
+            raise NotFound(f'no sqlite store {self.db_name!r}: {self.db_file} does not exist; '
+                           f'{_HINT}')
         self._local = threading.local()
         self._connection()
 
@@ -264,6 +272,36 @@ class PanSQLiteDB(AbstractPanDB):
         connection = self._connection()
         with self._errors(), self._transaction(connection):
             connection.execute('DELETE FROM current WHERE collection = ?', (collection,))
+
+    def unsent(self, target, batch_size):
+        connection = self._connection()
+        with self._errors():
+            row = connection.execute('SELECT seq FROM sync_marks WHERE target = ?',
+                                     (target,)).fetchone()
+        last = row[0] if row else 0
+        while True:
+            with self._errors():
+                rows = connection.execute(
+                    'SELECT seq, collection, id, date, record FROM records WHERE seq > ? '
+                    'ORDER BY seq LIMIT ?', (last, batch_size)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [(collection, obj_id, date, data_text(obj_id, collection, date, text))
+                   for _seq, collection, obj_id, date, text in rows], last
+
+    def mark_sent(self, target, mark):
+        connection = self._connection()
+        with self._errors(), self._transaction(connection):
+            connection.execute('INSERT OR REPLACE INTO sync_marks (target, seq) VALUES (?, ?)',
+                               (target, mark))
+
+    def count_unsent(self, target):
+        with self._errors():
+            return self._connection().execute(
+                'SELECT count(*) FROM records WHERE seq > '
+                '(SELECT COALESCE(max(seq), 0) FROM sync_marks WHERE target = ?)',
+                (target,)).fetchone()[0]
 
     def close(self) -> None:
         """Close this thread's connection (it reopens when the store is used again)."""

@@ -59,7 +59,8 @@ def insert_stream(db: AbstractPanDB, collection: str, stream: BinaryIO, current:
     The input is NDJSON (one record per line; blank lines are ignored) or,
     when its first line is a lone ``{`` or ``[``, pretty-printed JSON
     documents one after another (each document is one record; such input is
-    read to its end first).
+    read to its end first). A JSON array, on a line or as a document, is one
+    record per element.
 
     Args:
         db: The store.
@@ -76,7 +77,7 @@ def insert_stream(db: AbstractPanDB, collection: str, stream: BinaryIO, current:
     validate_name(collection)
     for lines in _batches(stream, batch_size):
         results, records = [], []
-        for number, obj, text, error in lines:
+        for number, obj, text, error in _elements(lines):
             if error is None:
                 try:
                     record = prepare_record(collection, obj, text)
@@ -90,6 +91,16 @@ def insert_stream(db: AbstractPanDB, collection: str, stream: BinaryIO, current:
         if records:
             db.insert_many(collection, records, current=current)
         yield results
+
+
+def _elements(lines: list[tuple]) -> Iterator[tuple]:
+    """Spread a JSON array over one record per element, as sqlite-utils does."""
+    for number, obj, text, error in lines:
+        if isinstance(obj, list):
+            for element in obj:
+                yield number, element, None, None
+        else:
+            yield number, obj, text, error
 
 
 def _batches(stream: BinaryIO, batch_size: int) -> Iterator[list[tuple]]:
