@@ -38,7 +38,18 @@ def test_ndjson(db):
     results, _ = run(db, b'{"temp": 1}\n\n  \n{"temp": 2}\r\n[3]\n"four"\n')
     assert [line for line, _ in results] == [1, 4, 5, 6]
     assert all(db.find('weather', obj_id) for _, obj_id in results)
-    assert stored(db) == [{'temp': 1}, {'temp': 2}, [3], 'four']
+    # A JSON array is one record per element (issue 13).
+    assert stored(db) == [{'temp': 1}, {'temp': 2}, 3, 'four']
+
+
+@pytest.mark.parametrize('data', [
+    b'[{"temp": 1}, {"temp": 2}, {"temp": 3}]\n',
+    b'[\n  {"temp": 1},\n  {"temp": 2},\n  {"temp": 3}\n]\n',
+])
+def test_a_json_array_is_one_record_per_element(db, data):
+    results, _ = run(db, data)
+    assert len(results) == 3 and len({obj_id for _, obj_id in results}) == 3
+    assert stored(db) == [{'temp': 1}, {'temp': 2}, {'temp': 3}]
 
 
 def test_bad_lines_are_reported_and_skipped(db):
@@ -77,7 +88,7 @@ def test_pretty_printed_documents(db):
     data = b'\n{\n  "temp": 1,\n  "sky": "clear"\n}\n{\n  "temp": 2\n}\n[\n 3\n]\n'
     results, _ = run(db, data)
     assert [line for line, _ in results] == [2, 6, 9]
-    assert stored(db) == [{'temp': 1, 'sky': 'clear'}, {'temp': 2}, [3]]
+    assert stored(db) == [{'temp': 1, 'sky': 'clear'}, {'temp': 2}, 3]
 
 
 def test_a_bad_document_stops_the_input(db):
@@ -177,6 +188,8 @@ def test_byte_order_mark(db):
 @given(data=JSON_DATA, ascii_only=st.booleans())
 def test_any_json_line_is_stored_as_written(db, data, ascii_only):
     line = json.dumps(data, ensure_ascii=ascii_only)
-    (batch,) = list(insert_stream(db, 'anything', io.BytesIO(line.encode() + b'\n')))
-    (result,) = batch
-    assert db.find('anything', result.id, parse=False)['data'] == data
+    batches = list(insert_stream(db, 'anything', io.BytesIO(line.encode() + b'\n')))
+    results = [result for batch in batches for result in batch]
+    # An array is one record per element.
+    expected = data if isinstance(data, list) else [data]
+    assert [db.find('anything', r.id, parse=False)['data'] for r in results] == expected

@@ -168,10 +168,14 @@ def test_which_store_options_then_environment(cli, isolated_env, monkeypatch):
     monkeypatch.setenv('PANOPTES_DB_TYPE', 'file')
     monkeypatch.setenv('PANOPTES_DB_NAME', 'obs')
     assert len(records(cli('db', 'find', 'weather').stdout)) == 1
-    # Options beat the environment.
-    assert cli('db', 'find', 'weather', '--db-type', 'sqlite').stdout == ''
-    assert cli('db', 'find', 'weather', '--db-name', 'other').stdout == ''
-    assert (isolated_env / 'sqlite_store' / 'obs.sqlite').exists()
+    # Options beat the environment; a store that does not exist is an error (issue 13).
+    missing = cli('db', 'find', 'weather', '--db-type', 'sqlite')
+    assert (missing.exit_code, missing.stdout) == (1, '')
+    assert missing.stderr.startswith("Error: no sqlite store 'obs': ")
+    assert cli('db', 'find', 'weather', '--db-name', 'other').stderr.startswith(
+        "Error: no file store 'other': ")
+    assert not (isolated_env / 'sqlite_store' / 'obs.sqlite').exists()
+    cli('db', 'insert', 'weather', '--db-type', 'sqlite', input='{"n": 2}\n')
     monkeypatch.setenv('PANOPTES_DB_TYPE', 'SQLite')
     assert cli('db', 'find', 'weather').exit_code == 0
 
@@ -188,10 +192,11 @@ def test_help_says_where_and_which(cli):
     for words in ('--db-type', 'PANOPTES_DB_TYPE', 'PANOPTES_DB_NAME', 'highest precedence first',
                   '$XDG_DATA_HOME/panoptes', '~/.local/share/panoptes', '$PANDIR'):
         assert words in result.stdout
-    for command in ('insert', 'find', 'current', 'clear-current'):
+    for command in ('insert', 'find', 'current', 'clear-current', 'prune'):
         help_text = cli('db', command, '--help').stdout
         assert 'Examples:' in help_text and f'panoptes db {command}' in help_text
-        assert '[env var: PANOPTES_DB_TYPE' in help_text
+        # Whatever the wrapping of the option column.
+        assert '[env var: PANOPTES_DB_TYPE' in ' '.join(help_text.split())
 
 
 def test_commands_module_imports_no_database():

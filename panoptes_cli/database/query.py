@@ -191,3 +191,38 @@ def postgres_condition(condition: Condition, column: str = 'data') -> tuple[str,
     sql = (f"COALESCE(jsonb_typeof({column} #> %s) = 'string' AND ({column} #>> %s) COLLATE \"C\" "
            f'{op} %s, false)')
     return sql, [path, path, expected]
+
+
+def parse_fields(text: str) -> list[tuple[str, ...]]:
+    """Read ``--fields a,b.c`` as key paths into the data.
+
+    >>> parse_fields('temp, wind.speed')
+    [('temp',), ('wind', 'speed')]
+    """
+    paths = [tuple(name.strip().split('.')) for name in text.split(',') if name.strip()]
+    if not paths or not all(all(path) for path in paths):
+        raise IllegalValue(f'invalid fields {text!r}: use names separated by commas, '
+                           'e.g. temp,wind.speed')
+    return paths
+
+
+def project(record: dict, paths) -> dict:
+    """Return ``record`` with only the fields at ``paths`` left in its data (all when None).
+
+    >>> record = {'_id': 'a', 'type': 'weather', 'date': '2024-05-01T00:00:00.000',
+    ...           'data': {'temp': 12.5, 'wind': {'speed': 3, 'dir': 90}, 'rain': False}}
+    >>> project(record, [('temp',), ('wind', 'speed'), ('snow',)])['data']
+    {'temp': 12.5, 'wind': {'speed': 3}}
+    """
+    if paths is None or not isinstance(record.get('data'), dict):
+        return record
+    kept = {}
+    for path in paths:
+        value = field(record['data'], path)
+        if value is _MISSING:
+            continue
+        place = kept
+        for part in path[:-1]:
+            place = place.setdefault(part, {})
+        place[path[-1]] = value
+    return {**record, 'data': kept}

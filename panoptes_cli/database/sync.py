@@ -58,8 +58,9 @@ def sync(source: AbstractPanDB, target, unit: str, *, batch_size: int = BATCH_SI
         max_seconds (float, optional): Start no new batch after this long (for cron).
 
     Yields:
-        SyncProgress: after each batch, and a last one with ``done=True``
-        (``complete`` False when ``max_seconds`` stopped it early).
+        SyncProgress: one before the first batch (how many records wait),
+        one after each batch, and a last one with ``done=True`` (``complete``
+        False when ``max_seconds`` stopped it early).
     """
     if not unit:
         raise IllegalValue('no unit id: set pan_id in the config or pass --unit PAN001')
@@ -71,6 +72,7 @@ def sync(source: AbstractPanDB, target, unit: str, *, batch_size: int = BATCH_SI
     total = source.count_unsent(key)
     sent = new = 0
     complete = True
+    yield SyncProgress(unit, display, 0, 0, total, 0.0, False, False)
     batches = source.unsent(key, batch_size)
     try:
         for rows, mark in batches:
