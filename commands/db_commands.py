@@ -358,6 +358,9 @@ def sync(
     max_seconds: float | None = typer.Option(
         None, '--max-seconds', min=0, show_default=False,
         help='Start no new batch after this many seconds (for cron); the next run goes on.'),
+    to_db_name: str | None = typer.Option(
+        None, '--to-db-name', show_default=False,
+        help='The database (schema) on the server [default: --db-name].'),
     db_type: DbType = DB_TYPE,
     db_name: str = DB_NAME,
 ):
@@ -365,7 +368,7 @@ def sync(
 
     Each batch is committed centrally before the local store marks it sent,
     so a sync cut short (network loss, kill -9) and run again sends what is
-    missing and stores nothing twice. The central schema is --db-name. Prints
+    missing and stores nothing twice. Each record carries the unit id. Prints
     NDJSON progress after each batch ({"sent", "new", "total", ...}); on a
     terminal, a progress bar and the summary only. An unreachable server is
     an error (status 1) and nothing is marked sent.
@@ -388,7 +391,7 @@ def sync(
                                  '(panoptes config set pan_id PAN012) or pass --unit',
                                  param_hint="'--unit'")
     source = _open(db_type, db_name, create=False)
-    target = PanPostgresDB(db_name=db_name, url=to)
+    target = PanPostgresDB(db_name=to_db_name or db_name, url=to)
     reports = sync_records(source, target, unit, batch_size=batch_size, max_seconds=max_seconds)
     start = next(reports)
     # Per-batch lines are for programs reading stdout; a person sees the bar.

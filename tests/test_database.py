@@ -1,6 +1,7 @@
 """Every database backend through the same suite: the manual's contract, its fixes, queries."""
 
 import threading
+import time
 import types
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -290,6 +291,88 @@ def test_query_combined_with_id(week):
     assert week.find('weather', obj_id, where=['day=3'])['data']['day'] == 3
     assert week.find('weather', obj_id, where=['day=4']) is None
     assert week.find('weather', obj_id, since='2024-05-04') is None
+
+
+@pytest.fixture
+def mixed(db):
+    """Records whose fields differ in type and presence, for comparisons."""
+    db.insert_many('weather', [
+        {'n': 1, 'temp': 25, 'status': 'ok', 'safe': True},
+        {'n': 2, 'temp': 20.0, 'status': 'rain', 'safe': False},
+        {'n': 3, 'temp': 4.5, 'status': 'ok'},
+        {'n': 4, 'temp': '30', 'status': 'ok'},
+        {'n': 5, 'status': 'snow', 'wind': {'speed': 12}},
+        {'n': 6, 'temp': True, 'wind': {'speed': 3.5}},
+        {'n': 7, 'temp': None, 'status': None},
+        {'n': 8, 'temp': [25], 'status': {'ok': True}},
+    ])
+    return db
+
+
+@pytest.mark.parametrize('where, expected', [
+    (['temp>20'], [1]),
+    (['temp>=20'], [1, 2]),
+    (['temp<=5'], [3]),
+    (['temp<5'], [3]),
+    (['temp=20'], [2]),
+    (['temp!=25'], [2, 3, 4, 6, 7, 8]),
+    (['status!=ok'], [2, 5, 7, 8]),
+    (['status=ok'], [1, 3, 4]),
+    (['temp>2'], [1, 2, 3]),
+    (['temp>25x'], [4]),
+    (['status<p'], [3, 4, 1]),
+    (['safe!=true'], [2]),
+    (['temp=true'], [6]),
+    (['temp=null'], [7]),
+    (['temp!=null'], [1, 2, 3, 4, 6, 8]),
+    (['wind.speed>=3.5'], [5, 6]),
+    (['temp>=4.5', 'status!=rain'], [1, 3]),
+    ({'temp': [25]}, [8]),
+])
+def test_query_comparisons_agree_on_every_store(mixed, where, expected):
+    # The rules of panoptes_cli.database.query, whether SQL or Python checks them.
+    found = [r['data']['n'] for r in mixed.find('weather', where=where, parse=False)]
+    assert sorted(found) == sorted(expected)
+
+
+def test_query_comparison_with_limit(mixed):
+    found = list(mixed.find('weather', where=['status=ok'], limit=2, parse=False))
+    assert len(found) == 2 and all(r['data']['status'] == 'ok' for r in found)
+
+
+@pytest.mark.parametrize('bad', [['temp>null'], ['temp<true'], ['>3'], ['temp']])
+def test_bad_comparisons(db, bad):
+    with pytest.raises(IllegalValue, match='condition'):
+        db.find('weather', where=bad)
+
+
+def test_prune(week):
+    week.insert_current('power', record({'volts': 12}, '2024-05-01T00:00:00'))
+    assert week.collection_names() == ['power', 'weather']
+    assert week.prune('2024-05-04') == {'power': 1, 'weather': 3}
+    assert days(week.find('weather')) == [7, 6, 5, 4]
+    assert week.get_current('power')['data'] == {'volts': 12}
+    assert week.collection_names() == ['weather']
+    assert week.prune('2024-05-05', ['weather']) == {'weather': 1}
+    assert week.prune('2024-05-05') == {'weather': 0}
+    # New records go on being stored and found after a prune.
+    obj_id = week.insert('weather', {'day': 8})
+    assert week.find('weather', obj_id)['data'] == {'day': 8}
+    assert next(week.find('weather', parse=False))['_id'] == obj_id
+
+
+def test_follow_sees_new_records(db):
+    found = []
+    follower = threading.Thread(target=lambda: found.extend(
+        db.follow('weather', where=['temp>0'], seconds=3, parse=False)))
+    follower.start()
+    time.sleep(0.5)
+    db.insert('weather', {'temp': 1})
+    db.insert('weather', {'temp': -1})
+    db.insert('other', {'temp': 5})
+    db.insert_many('weather', [{'temp': 2}, {'temp': 3}])
+    follower.join()
+    assert [r['data']['temp'] for r in found] == [1, 2, 3]
 
 
 def test_query_parse_false(week):

@@ -343,7 +343,7 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
             validate_name(name) for name in collections]
         return {name: self._prune(name, before) for name in names}
 
-    def collections(self) -> list[str]:
+    def collection_names(self) -> list[str]:
         """Return the sorted names of the collections holding records."""
         return sorted(self._collections())
 

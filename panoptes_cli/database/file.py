@@ -157,8 +157,9 @@ class PanFileDB(AbstractPanDB):
             time.sleep(_POLL_SECONDS)
             size, now_inode = _size_and_inode(path)
             if now_inode != inode:
-                # Pruned (or erased): the file was replaced; go on from its end.
-                position, inode = size, now_inode
+                # A new file: read it from its start; a replaced one (pruned or
+                # erased) holds only records already seen: go on from its end.
+                position, inode = (0 if inode is None else size), now_inode
             if size <= position:
                 yield []
                 continue

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
@@ -258,6 +259,10 @@ class PanPostgresDB(AbstractPanDB):
                         raise DatabaseError(f'cannot connect to PostgreSQL at '
                                             f'{server_of(self.url)}: {cause}') from None
             self._pool, self._pool_pid = pool, os.getpid()
+            # Closed from the thread that lets the store go (or at exit): left to
+            # itself, a pool may be collected in its own worker thread, which
+            # cannot join itself.
+            weakref.finalize(self, pool.close)
             return pool
 
     @contextmanager
