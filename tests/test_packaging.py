@@ -114,12 +114,20 @@ def test_compose_mounts_config_and_pandir():
     from ruamel.yaml import YAML
 
     compose = YAML(typ='safe').load(DOCKER / 'compose.yaml')
-    (service,) = compose['services'].values()
+    service = compose['services']['config-server']
     assert accepted_by_panoptes(service['command'])
     targets = [volume.rsplit(':', 1)[1] for volume in service['volumes']]
     assert service['environment']['PANOPTES_CONFIG_FILE'] in targets
     pandir = dict(dockerfile_instructions())['ENV'].split('PANDIR=')[1].split()[0]
     assert pandir in targets
+
+
+def test_compose_fleet_postgres_is_opt_in_and_local():
+    from ruamel.yaml import YAML
+
+    postgres = YAML(typ='safe').load(DOCKER / 'compose.yaml')['services']['postgres']
+    assert postgres['profiles'] == ['fleet']
+    assert all(port.startswith('127.0.0.1:') for port in postgres['ports'])
 
 
 def test_installer_is_valid_bash():

@@ -36,7 +36,7 @@ from contextlib import contextmanager, suppress
 from operator import itemgetter
 
 from panoptes_cli.database.base import AbstractPanDB
-from panoptes_cli.database.query import matches
+from panoptes_cli.database.query import limited, matches
 from panoptes_cli.database.records import (
     PreparedRecord,
     record_date,
@@ -457,9 +457,10 @@ def _lines_reversed(path: str) -> Iterator[tuple[bytes, str]]:
 
 def _newest_first(path, since, until, conditions, limit) -> Iterator[dict]:
     """Yield records from the end of a file in date order: the newest without reading the rest."""
-    found = 0
-    if limit == 0:
-        return
+    return limited(_dated_from_end(path, since, until), conditions, limit)
+
+
+def _dated_from_end(path, since, until) -> Iterator[dict]:
     for line, number in _lines_reversed(path):
         record = _parse(line, path, number)
         if record is None:
@@ -469,12 +470,7 @@ def _newest_first(path, since, until, conditions, limit) -> Iterator[dict]:
             continue
         if since is not None and date < since:
             return
-        if conditions and not matches(record, conditions):
-            continue
         yield record
-        found += 1
-        if found == limit:
-            return
 
 
 def _lines_with(path: str, needle: bytes) -> Iterator[tuple[bytes, int | None]]:

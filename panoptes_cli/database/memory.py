@@ -22,7 +22,7 @@ from contextlib import suppress
 from operator import itemgetter
 
 from panoptes_cli.database.base import AbstractPanDB
-from panoptes_cli.database.query import matches
+from panoptes_cli.database.query import limited
 
 _DATE_THEN_SEQ = itemgetter(0, 1)
 
@@ -93,15 +93,7 @@ class PanMemoryDB(AbstractPanDB):
             rows = [row for row in self.collections.get(collection, ())
                     if (since is None or row[0] >= since) and (until is None or row[0] < until)]
         rows.sort(key=_DATE_THEN_SEQ, reverse=True)
-        found = 0
-        for _date, _seq, text in rows:
-            record = json.loads(text)
-            if conditions and not matches(record, conditions):
-                continue
-            yield record
-            found += 1
-            if found == limit:
-                return
+        yield from limited((json.loads(text) for _date, _seq, text in rows), conditions, limit)
 
     def _watch(self, collection) -> Iterator[list[dict]]:
         with self.lock:

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 from panoptes_cli.database.base import AbstractPanDB
-from panoptes_cli.database.query import is_scalar, matches, postgres_condition
+from panoptes_cli.database.query import limited, postgres_condition, sql_filters
 from panoptes_cli.database.records import data_text, validate_name
 from panoptes_cli.error import DatabaseError, IllegalValue, NotFound
 
@@ -352,38 +352,18 @@ class PanPostgresDB(AbstractPanDB):
         return None if row is None else _record(*row)
 
     def _scan(self, collection, since, until, conditions, limit) -> Iterator[dict]:
+        filters, params, in_python = sql_filters(since, until, conditions, postgres_condition,
+                                                 '%s')
         query = ('SELECT collection, id, date, unit, data, data_text FROM {s}.records '
-                 'WHERE collection = %s')
-        params = [collection]
-        if since is not None:
-            query += ' AND date >= %s'
-            params.append(since)
-        if until is not None:
-            query += ' AND date < %s'
-            params.append(until)
-        in_python = [c for c in conditions if not is_scalar(c.value)]
-        for condition in conditions:
-            if is_scalar(condition.value):
-                test, values = postgres_condition(condition)
-                query += f' AND {test}'
-                params.extend(values)
-        query += ' ORDER BY date DESC, seq DESC'
+                 f'WHERE collection = %s{filters} ORDER BY date DESC, seq DESC')
         if limit is not None and not in_python:
             query += f' LIMIT {int(limit)}'
-        found = 0
         with self._errors(), self._connection() as connection, connection.transaction():
             # A named (server-side) cursor: a million rows arrive a few thousand at a time.
             with connection.cursor(name='panoptes_scan') as cursor:
                 cursor.itersize = _FETCH_ROWS
-                cursor.execute(self._sql(query), params)
-                for row in cursor:
-                    record = _record(*row)
-                    if in_python and not matches(record, in_python):
-                        continue
-                    yield record
-                    found += 1
-                    if found == limit:
-                        return
+                cursor.execute(self._sql(query), [collection, *params])
+                yield from limited((_record(*row) for row in cursor), in_python, limit)
 
     def _current_record(self, collection):
         with self._errors(), self._connection() as connection:

@@ -226,3 +226,42 @@ def project(record: dict, paths) -> dict:
             place = place.setdefault(part, {})
         place[path[-1]] = value
     return {**record, 'data': kept}
+
+
+def sql_filters(since, until, conditions, to_sql, mark: str) -> tuple[str, list, list]:
+    """Return the SQL ``AND ...`` clauses for a query's bounds and conditions.
+
+    Args:
+        since, until: Date bounds (record date strings), or None.
+        conditions: The conditions; those on a dict or list value stay for Python.
+        to_sql: :func:`sqlite_condition` or :func:`postgres_condition`.
+        mark (str): The driver's parameter mark (``?`` or ``%s``).
+
+    Returns:
+        (SQL text, its parameters, the conditions left for :func:`limited`).
+    """
+    sql, params = '', []
+    for bound, op in ((since, '>='), (until, '<')):
+        if bound is not None:
+            sql += f' AND date {op} {mark}'
+            params.append(bound)
+    for condition in conditions:
+        if is_scalar(condition.value):
+            test, values = to_sql(condition)
+            sql += f' AND {test}'
+            params.extend(values)
+    return sql, params, [c for c in conditions if not is_scalar(c.value)]
+
+
+def limited(records, conditions, limit: int | None):
+    """Yield the records meeting ``conditions``, at most ``limit`` of them (all when None)."""
+    if limit == 0:
+        return
+    found = 0
+    for record in records:
+        if conditions and not matches(record, conditions):
+            continue
+        yield record
+        found += 1
+        if found == limit:
+            return

@@ -33,7 +33,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from panoptes_cli.database.base import AbstractPanDB
-from panoptes_cli.database.query import is_scalar, matches, sqlite_condition
+from panoptes_cli.database.query import limited, sql_filters, sqlite_condition
 from panoptes_cli.database.records import data_text, storage_root, validate_name
 from panoptes_cli.error import DatabaseError, NotFound
 
@@ -190,37 +190,15 @@ class PanSQLiteDB(AbstractPanDB):
         return None if row is None else json.loads(row[0])
 
     def _scan(self, collection, since, until, conditions, limit) -> Iterator[dict]:
-        sql = 'SELECT record FROM records WHERE collection = ?'
-        params = [collection]
-        if since is not None:
-            sql += ' AND date >= ?'
-            params.append(since)
-        if until is not None:
-            sql += ' AND date < ?'
-            params.append(until)
         # Scalars are compared by SQLite (json_extract); a dict or list value in Python.
-        in_python = [c for c in conditions if not is_scalar(c.value)]
-        for condition in conditions:
-            if is_scalar(condition.value):
-                test, values = sqlite_condition(condition)
-                sql += f' AND {test}'
-                params.extend(values)
-        sql += ' ORDER BY date DESC, seq DESC'
+        filters, params, in_python = sql_filters(since, until, conditions, sqlite_condition, '?')
+        sql = f'SELECT record FROM records WHERE collection = ?{filters} ORDER BY date DESC, seq DESC'
         if limit is not None and not in_python:
-            sql += ' LIMIT ?'
-            params.append(limit)
-        found = 0
+            sql += f' LIMIT {int(limit)}'
         with self._errors():
-            cursor = self._connection().execute(sql, params)
+            cursor = self._connection().execute(sql, [collection, *params])
             try:
-                for (text,) in cursor:
-                    record = json.loads(text)
-                    if in_python and not matches(record, in_python):
-                        continue
-                    yield record
-                    found += 1
-                    if found == limit:
-                        return
+                yield from limited((json.loads(text) for (text,) in cursor), in_python, limit)
             finally:
                 cursor.close()
 
