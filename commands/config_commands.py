@@ -134,6 +134,9 @@ def get(
     config_file: str = typer.Option(
         None, '--file', help='Read this YAML config file (and its _local file) instead of '
                              'asking the server; - reads stdin.'),
+    wait: float = typer.Option(
+        0, '--wait', metavar='SECONDS', min=0,
+        help='Wait up to SECONDS for the server to answer (a unit starting up) before asking.'),
     host: str = _host_option(),
     port: int = _port_option(),
 ):
@@ -141,7 +144,8 @@ def get(
 
     Asks the config server, or with --file reads a config file directly (no
     server needed). A missing key prints null and exits 1, unless --default
-    is given.
+    is given. With --wait, a server that is still starting is waited for; one
+    that has not answered by then is an error.
 
     Examples:
 
@@ -154,15 +158,22 @@ def get(
       horizon=$(panoptes config get location.horizon --default '30 deg')
 
       unit=$(panoptes config get pan_id -r)
+
+      panoptes config get location --wait 30
     """
+    if config_file is not None and wait:
+        raise typer.BadParameter('--wait is for the server; --file reads no server',
+                                 param_hint="'--wait'")
     if config_file is not None:
         value = _value_from_file(config_file, key, parse=not no_parse)
         if value is not None:
             output.emit_json(value)
             return
     else:
-        from panoptes_cli.config.client import get_config
+        from panoptes_cli.config.client import get_config, wait_for_server
 
+        if wait:
+            wait_for_server(host, port, timeout=wait)
         text = get_config(key, host=host, port=port, parse=False, verbose=False, strict=True)
         if text is not None:
             _emit_server_json(text, as_sent=no_parse)
@@ -235,13 +246,15 @@ def stop(
 def reset(
     defaults: bool = typer.Option(
         False, '--defaults', help='Reload without the _local files: back to the defaults '
-                                  '(saved as the local file if the server saves changes).'),
+                                  '(a server that saves changes renames its local file to a '
+                                  'backup first, and says where).'),
     host: str = _host_option(),
     port: int = _port_option(),
 ):
     """Reload the config server's files, dropping unsaved changes.
 
-    Prints the server's answer as JSON.
+    Prints the server's answer as JSON; with --defaults, "backup" names the file
+    the old local changes were moved to (also said on stderr).
 
     Examples:
 
@@ -251,4 +264,32 @@ def reset(
     """
     from panoptes_cli.config.client import reset_config
 
-    output.emit_json(reset_config(host=host, port=port, load_local=False if defaults else None))
+    answer = reset_config(host=host, port=port, load_local=False if defaults else None)
+    if answer.get('backup'):
+        sys.stderr.write(f"The old local config is kept as {answer['backup']}\n")
+    output.emit_json(answer)
+
+
+@app.command()
+@options.records_output
+def diff(
+    config_file: str = typer.Argument(
+        None, metavar='CONFIG_FILE',
+        help='The config file whose _local file to compare; default $PANOPTES_CONFIG_FILE, '
+             'else the bundled default config.'),
+):
+    """Print what the unit's _local file changes, one record per key (key, base, local).
+
+    Reads the files (no server needed). A key that only the local file has
+    shows base null. Nothing is printed when the local file changes nothing.
+
+    Examples:
+
+      panoptes config diff pocs.yaml
+
+      panoptes config diff pocs.yaml --table
+    """
+    from panoptes_cli.config.helpers import local_changes
+
+    for change in local_changes(config_file):
+        output.emit_record(change)

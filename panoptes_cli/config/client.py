@@ -369,6 +369,25 @@ def server_is_running(host=None, port=None) -> bool:
         return False
 
 
+def wait_for_server(host=None, port=None, timeout: float = TIMEOUT, interval: float = 0.2) -> None:
+    """Return once a config server answers at the address, waiting at most ``timeout`` seconds.
+
+    For units whose services start together: a cron job or systemd unit can wait for
+    the config server instead of failing because it is still starting.
+
+    Raises:
+        Timeout: Nothing answered in time.
+    """
+    host, port = server_address(host, port)
+    deadline = time.monotonic() + timeout
+    while not server_is_running(host, port):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Timeout(f'config server at {config_url(host, port)}: no answer within '
+                          f'{timeout:g} s; start it with \'panoptes config run\'')
+        time.sleep(min(interval, left))
+
+
 def reset_config(host=None, port=None, load_local=None) -> dict:
     """Ask the server to reload its config files, dropping changes that were not saved.
 
@@ -376,10 +395,12 @@ def reset_config(host=None, port=None, load_local=None) -> dict:
         host (str, optional): As for :func:`get_config`.
         port (str or int, optional): As for :func:`get_config`.
         load_local (bool, optional): Merge the local files or not; default: as
-            the server was started. ``False`` goes back to the defaults.
+            the server was started. ``False`` goes back to the defaults (a server
+            that saves changes first renames its local file to a backup).
 
     Returns:
-        dict: The server's answer, ``{"success": true, "msg": ...}``.
+        dict: The server's answer, ``{"success": true, "msg": ...}``, with
+        ``"backup"`` (the old local file's new path) when one was made.
     """
     host, port = server_address(host, port)
     request = {'reset': True}

@@ -272,6 +272,95 @@ def save_config(path, config: dict, overwrite: bool = True) -> bool:
     return True
 
 
+def normalized_value(value):
+    """Return ``value`` as a config holds it after a save and a reload (``37 deg`` -> ``37.0 deg``).
+
+    >>> normalized_value('37 deg'), normalized_value({'alt': '40 deg', 'n': 3})
+    ('37.0 deg', {'alt': '40.0 deg', 'n': 3})
+    """
+    import copy
+
+    from panoptes_cli.serializers import deserialize_all_objects
+
+    return plain_config(deserialize_all_objects(copy.deepcopy(value)))
+
+
+def config_changes(config: dict, base: dict) -> dict:
+    """Return a copy of ``config`` holding only what differs from ``base``; comments stay.
+
+    Mappings are compared key by key, anything else (lists included) as a whole. The
+    comments on the kept keys stay; the file's opening comment, which describes the
+    whole file, does not.
+
+    >>> config_changes({'location': {'horizon': '45 deg', 'name': 'MLO'}, 'pan_id': 'PAN001'},
+    ...                {'location': {'horizon': '30 deg', 'name': 'MLO'}, 'pan_id': 'PAN001'})
+    {'location': {'horizon': '45 deg'}}
+    """
+    import copy
+
+    changes = copy.deepcopy(config)
+    _drop_unchanged(changes, base)
+    if getattr(changes, 'ca', None) is not None:
+        changes.ca.comment = None
+    return changes
+
+
+def _drop_unchanged(config: dict, base: dict) -> None:
+    for key in list(config):
+        if key not in base:
+            continue
+        value, original = config[key], base[key]
+        if isinstance(value, dict) and isinstance(original, dict):
+            _drop_unchanged(value, original)
+            if not value:
+                del config[key]
+        elif value == original:
+            del config[key]
+
+
+def base_config(config_files, load_local: bool = True) -> dict:
+    """Load the files a server serves, without the local file of the last one: what its changes differ from.
+
+    The earlier files keep their local files (with ``load_local``), as the server loads them.
+    """
+    if isinstance(config_files, (str, os.PathLike)):
+        config_files = [config_files]
+    config = None
+    for position, name in enumerate(config_files):
+        layer = load_config(name, parse=True, strict=True,
+                            load_local=load_local and position < len(config_files) - 1)
+        config = layer if config is None else deep_merge(config, layer)
+    return plain_config(config)
+
+
+def local_changes(config_file=None) -> list[dict]:
+    """Return what the local file beside ``config_file`` changes, one record per dotted key.
+
+    Each record is ``{"key", "base", "local"}`` with values as the server sends them;
+    ``base`` is None for a key only the local file has. No local file: no changes.
+
+    >>> import pathlib, tempfile
+    >>> directory = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (directory / 'pocs.yaml').write_text('location:\\n  horizon: 30 deg\\n  name: MLO\\n')
+    >>> _ = (directory / 'pocs_local.yaml').write_text('location:\\n  horizon: 45 deg\\nextra: 1\\n')
+    >>> local_changes(directory / 'pocs.yaml')
+    [{'key': 'location.horizon', 'base': '30.0 deg', 'local': '45.0 deg'}, {'key': 'extra', 'base': None, 'local': 1}]
+    """
+    path = Path(config_file or default_config_file()).expanduser()
+    base = base_config(path)
+    merged = plain_config(load_config(path, parse=True, strict=True))
+    return [{'key': key, 'base': lookup(base, key), 'local': value}
+            for key, value in _flat_items(config_changes(merged, base))]
+
+
+def _flat_items(config: dict, prefix: str = ''):
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            yield from _flat_items(value, f'{prefix}{key}.')
+        else:
+            yield f'{prefix}{key}', value
+
+
 def parse_config_directories(directories: dict, must_exist: bool = False) -> dict:
     """Parse the config dictionary for common objects.
 

@@ -64,11 +64,15 @@ import bottle
 from panoptes_cli.config.client import RUNNING_KEY, config_url, server_address
 from panoptes_cli.config.helpers import (
     assign,
+    base_config,
+    config_changes,
+    deep_merge,
     default_config_file,
     is_bundled_config,
     load_config,
     local_config_path,
     lookup,
+    normalized_value,
     parse_config_text,
     plain_config,
     top_name,
@@ -77,6 +81,9 @@ from panoptes_cli.error import BadConnection, InvalidConfig, PanError
 from panoptes_cli.files import atomic_write
 from panoptes_cli.limits import MAX_DEPTH, LimitExceeded, check_depth, check_key, loads
 from panoptes_cli.serializers import serialize_all_objects, serialize_object, to_yaml
+
+# What the local file says when the unit has changed nothing (it loads as no settings).
+NO_CHANGES = '# No local changes: every value is as in {}\n'
 
 # The server listens on loopback only unless told otherwise.
 DEFAULT_HOST = '127.0.0.1'
@@ -135,9 +142,11 @@ class ConfigStore:
     Args:
         config_files (str or list): The config file(s) to serve.
         load_local (bool): Merge each file's ``<stem>_local.yaml``.
-        save_local (bool): Save the whole running config to the local file of
-            the last config file after every set, before acknowledging it (as
-            the manual's server does), so a restart comes back to it.
+        save_local (bool): Save the running config's changes to the local file of
+            the last config file after every set, before acknowledging it, so a
+            restart comes back to them. Only the values that differ from the
+            config files are written (0.2.29 copied the whole config there, which
+            shadowed every later edit of the main file).
     """
 
     def __init__(self, config_files, load_local: bool = True, save_local: bool = False):
@@ -164,6 +173,8 @@ class ConfigStore:
         self._queue_lock = threading.Lock()
         self._queue = []
         self._config = self._load(load_local)
+        # What the local file's changes are measured against.
+        self._base = base_config(self.config_files, load_local) if save_local else None
 
     def _load(self, load_local: bool) -> dict:
         return plain_config(load_config(self.config_files, parse=True, load_local=load_local,
@@ -178,8 +189,9 @@ class ConfigStore:
     def set(self, updates: dict) -> dict:
         """Set each ``{dotted key: value}``, all or none, and return what was set.
 
-        Values are stored as sent (JSON data: ``"45 deg"`` stays a string, which
-        clients read as a Quantity), so a set never runs astropy in the server.
+        Values are stored as text the way a reload of the saved file gives them back
+        (``"37 deg"`` is kept, and answered, as ``"37.0 deg"``), which clients read as
+        a Quantity.
         A key and value together may nest at most :data:`~panoptes_cli.limits.MAX_DEPTH`
         levels. With ``save_local``, the whole config is written as YAML and
         read back before the set is acknowledged; returns once it is on disk,
@@ -187,9 +199,9 @@ class ConfigStore:
         """
         if not isinstance(updates, dict) or not updates:
             raise InvalidConfig('nothing to set: send a JSON object like {"location.horizon": "45 deg"}')
-        values = dict(updates)
-        for key, value in values.items():
+        for key, value in updates.items():
             _check_setting(key, value)
+        values = {key: normalized_value(value) for key, value in updates.items()}
         if not self.save_local:
             with self._lock:
                 _assign_all(self._config, values)
@@ -241,14 +253,16 @@ class ConfigStore:
             self._config = candidate
 
     def _write(self, config: dict, sets: list) -> None:
-        """Save ``config`` to the local file once it reads back with every value of ``sets``."""
+        """Save what ``config`` changes to the local file, once it reads back with every value of ``sets``."""
         keys = ', '.join(key for updates in sets for key in updates)
+        changes = config_changes(config, self._base)
         try:
-            text = to_yaml(config)
-            reloaded = parse_config_text(text, str(self.local_path), parse=False)
+            text = to_yaml(changes) if changes else NO_CHANGES.format(self.config_files[-1])
+            reloaded = parse_config_text(text, str(self.local_path), parse=False) or {}
         except PanError as err:
             raise InvalidConfig(f'cannot set {keys}: the config would not save and load again: '
                                 f'{err.msg}') from None
+        reloaded = deep_merge(copy.deepcopy(self._base), reloaded)
         for updates in sets:
             for key, value in updates.items():
                 if plain_config(lookup(reloaded, key)) != value:
@@ -260,30 +274,39 @@ class ConfigStore:
             reason = getattr(err, 'strerror', None) or str(err)
             raise PanError(f'{keys} not set: cannot save to {self.local_path}: {reason}') from None
 
-    def reset(self, load_local=None) -> list:
-        """Reload the config files, dropping unsaved changes; return the files read.
+    def reset(self, load_local=None) -> tuple[list, str | None]:
+        """Reload the config files, dropping unsaved changes; return the files read and any backup.
 
         Args:
             load_local (bool, optional): Merge the local files; default as at start.
-                With ``False`` and ``save_local``, the defaults are saved as the
-                local file, so they also survive a restart.
+                With ``False`` and ``save_local``, the local file is renamed to a
+                backup (``pocs_local.yaml.<UTC time>.bak``), so the defaults also
+                survive a restart and the unit's changes are not lost.
+
+        Returns:
+            The files read, and the backup's path (None if none was made).
         """
         load_local = self.load_local if load_local is None else load_local
         config = self._load(load_local)
+        base = base_config(self.config_files, self.load_local) if self.save_local else None
+        backup = None
         with self._save_lock:
-            if self.save_local and not load_local:
+            if self.save_local and not load_local and self.local_path.exists():
+                stamp = time.strftime('%Y%m%dT%H%M%S', time.gmtime())
+                backup = self.local_path.with_name(f'{self.local_path.name}.{stamp}.bak')
                 try:
-                    atomic_write(self.local_path, to_yaml(config))
+                    os.replace(self.local_path, backup)
                 except OSError as err:
-                    raise PanError(f'config not reset: cannot save to {self.local_path}: '
-                                   f'{err.strerror or err}') from None
+                    raise PanError(f'config not reset: cannot move {self.local_path} to '
+                                   f'{backup.name}: {err.strerror or err}') from None
             with self._lock:
                 self._config = config
+                self._base = base
         files = list(self.config_files)
         if load_local:
             files += [str(local_config_path(name)) for name in self.config_files
                       if local_config_path(name).exists()]
-        return files
+        return files, None if backup is None else str(backup)
 
 
 class _PendingSet:
@@ -575,8 +598,12 @@ def reset_config():
     load_local = data.get('load_local')
     if load_local is not None and not isinstance(load_local, bool):
         raise _BadRequest(f'"load_local" must be true or false, not {type(load_local).__name__}')
-    files = _store().reset(load_local)
-    return json.dumps({'success': True, 'msg': f'Configuration reset from {", ".join(files)}'})
+    files, backup = _store().reset(load_local)
+    answer = {'success': True, 'msg': f'Configuration reset from {", ".join(files)}'}
+    if backup is not None:
+        answer['backup'] = backup
+        answer['msg'] += f'; the old local config is kept as {backup}'
+    return json.dumps(answer)
 
 
 @_json_endpoint

@@ -94,7 +94,7 @@ def test_get_rejects_bad_keys(cli, server):
     ('45.5', '45.5'),
     ('true', 'true'),
     ('no', '"no"'),
-    ('37 deg', '"37 deg"'),
+    ('37 deg', '"37.0 deg"'),  # as a reload of the saved file gives it
     ('[1, 2]', '[1, 2]'),
     ('{a: 1}', '{"a": 1}'),
     ('Unit: PAN001', '"Unit: PAN001"'),
@@ -145,6 +145,63 @@ def test_reset_to_defaults(cli, start_server, config_file):
     assert cli('config', 'get', 'location.horizon').stdout == '"30.0 deg"\n'
 
 
+def test_reset_to_defaults_keeps_the_local_file_as_a_backup(cli, start_server, config_file):
+    local = config_file.with_name('testing_local.yaml')
+    local.write_text('location:\n  horizon: 45 deg\n')
+    start_server(config_file, save_local=True)
+    result = cli('config', 'reset', '--defaults')
+    assert result.exit_code == 0
+    backup = json.loads(result.stdout)['backup']
+    assert result.stderr == f'The old local config is kept as {backup}\n'
+    assert open(backup).read() == 'location:\n  horizon: 45 deg\n' and not local.exists()
+    assert cli('config', 'get', 'location.horizon').stdout == '"30.0 deg"\n'
+
+
+# --- diff -------------------------------------------------------------------------------
+
+def test_diff_prints_what_the_local_file_changes(cli, config_file):
+    assert (cli('config', 'diff', str(config_file)).stdout) == ''
+    config_file.with_name('testing_local.yaml').write_text(
+        'location:\n  horizon: 45 deg\n  name: Mauna Loa Observatory\nnew: [1]\n')
+    result = cli('config', 'diff', str(config_file))
+    assert result.exit_code == 0
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {'key': 'location.horizon', 'base': '30.0 deg', 'local': '45.0 deg'},
+        {'key': 'new', 'base': None, 'local': [1]}]
+    assert cli('config', 'diff', str(config_file), '--csv').stdout.splitlines()[0] == 'key,base,local'
+
+
+def test_diff_of_a_missing_file_fails(cli, tmp_path):
+    result = cli('config', 'diff', str(tmp_path / 'none.yaml'))
+    assert result.exit_code == 1 and 'none.yaml: no such config file' in result.stderr
+
+
+# --- get --wait -------------------------------------------------------------------------
+
+def test_get_wait_waits_for_a_server_that_is_starting(cli, start_server, config_file, unused_port,
+                                                      monkeypatch):
+    import threading
+
+    port = unused_port()
+    starter = threading.Timer(1.0, start_server, args=(config_file,), kwargs={'port': port})
+    monkeypatch.setenv('PANOPTES_CONFIG_PORT', str(port))
+    starter.start()
+    try:
+        result = cli('config', 'get', 'pan_id', '--wait', '60')
+    finally:
+        starter.join()
+    assert (result.exit_code, result.stdout) == (0, '"PAN000"\n')
+
+
+def test_get_wait_gives_up(cli, unused_port):
+    port = unused_port()
+    result = cli('config', 'get', 'pan_id', '--wait', '0.5', '--port', port)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f'Error: config server at http://127.0.0.1:{port}: '
+                                    'no answer within 0.5 s')
+    assert cli('config', 'get', 'pan_id', '--wait', '-1').exit_code == 2
+
+
 def test_stop(cli, server):
     result = cli('config', 'stop')
     assert (result.exit_code, result.stdout, result.stderr) == (0, '', '')
@@ -157,7 +214,7 @@ def test_stop(cli, server):
 
 
 def test_every_command_has_examples(cli):
-    for command in ('run', 'get', 'set', 'stop', 'reset'):
+    for command in ('run', 'get', 'set', 'stop', 'reset', 'diff'):
         result = cli('config', command, '--help')
         assert result.exit_code == 0
         assert 'Examples:' in result.stdout and 'panoptes config ' + command in result.stdout
@@ -214,12 +271,18 @@ def test_run_serves_until_a_signal(running, config_file, stop_signal):
 def test_run_saves_changes_by_default_and_stop_ends_it(running, run_panoptes, config_file):
     process, _ = running(config_file)
     result = run_panoptes('config', 'set', 'location.horizon', '37 deg')
-    assert (result.returncode, result.stdout) == (0, '{"location.horizon": "37 deg"}\n')
-    assert 'horizon: 37 deg' in config_file.with_name('testing_local.yaml').read_text()
+    assert (result.returncode, result.stdout) == (0, '{"location.horizon": "37.0 deg"}\n')
+    local = config_file.with_name('testing_local.yaml').read_text()
+    # Only the change, with its comment from the main file.
+    assert local == ('location:\n'
+                     '  horizon: 37.0 deg # targets must be above this to be considered valid.\n')
     result = run_panoptes('config', 'get', 'location.horizon')
-    assert (result.returncode, result.stdout) == (0, '"37 deg"\n')
+    assert (result.returncode, result.stdout) == (0, '"37.0 deg"\n')
     assert run_panoptes('config', 'stop').returncode == 0
     assert process.wait(15) == 0
+    # After a restart, the value reads back as the same text.
+    running(config_file)
+    assert run_panoptes('config', 'get', 'location.horizon').stdout == '"37.0 deg"\n'
 
 
 @pytest.mark.slow

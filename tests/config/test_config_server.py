@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from astropy import units as u
@@ -56,7 +57,7 @@ def test_manual_examples(server):
     assert get_config('location.horizon') == 45 * u.deg
     assert get_config('location')['horizon'] == 45 * u.deg
     assert set_config('location.horizon', '35 deg') == {'location.horizon': 35 * u.deg}
-    assert set_config('location.horizon', '30 deg', parse=False) == {'location.horizon': '30 deg'}
+    assert set_config('location.horizon', '30 deg', parse=False) == {'location.horizon': '30.0 deg'}
 
 
 def test_whole_config_matches_the_file(server, config_file):
@@ -99,7 +100,7 @@ def test_raw_endpoints_and_payloads(server, config_file):
     assert request(port, '/get-config', {'key': None})[2]['pan_id'] == 'PAN000'
     assert request(port, '/get-config', method='GET')[2]['pan_id'] == 'PAN000'
     assert request(port, '/set-config', {'location.horizon': '45 deg', 'new.key': [1]}) == (
-        200, 'application/json', {'location.horizon': '45 deg', 'new.key': [1]})
+        200, 'application/json', {'location.horizon': '45.0 deg', 'new.key': [1]})
     assert request(port, '/heartbeat', method='GET') == (200, 'application/json', True)
     assert request(port, '/heartbeat', {'key': 'new.key'})[2] == [1]
     assert request(port, '/reset-config', {'reset': True})[2] == {
@@ -229,14 +230,38 @@ def test_reset_reloads_files_and_defaults(start_server, config_file):
     set_config('location.horizon', 45 * u.deg)
     local = config_file.with_name('testing_local.yaml')
     # An edit by hand to the local file is picked up by a reset.
-    local.write_text(local.read_text().replace('name: Testing PANOPTES Unit', 'name: Edited'))
+    local.write_text(local.read_text() + 'name: Edited\n')
     answer = client.reset_config()
     assert answer == {'success': True,
                       'msg': f'Configuration reset from {config_file}, {local}'}
     assert get_config('name') == 'Edited'
     assert get_config('location.horizon') == 45 * u.deg
-    client.reset_config(load_local=False)
+    kept = local.read_text()
+    answer = client.reset_config(load_local=False)
+    backup = answer['backup']
+    assert backup.startswith(f'{local}.') and backup.endswith('.bak')
+    assert answer['msg'].endswith(f'; the old local config is kept as {backup}')
+    assert Path(backup).read_text() == kept and not local.exists()
     assert get_config('location.horizon') == 30 * u.deg
+    assert load_config(config_file)['location']['horizon'] == 30 * u.deg
+
+
+def test_local_file_holds_only_the_changes(start_server, config_file):
+    start_server(config_file, save_local=True)
+    local = config_file.with_name('testing_local.yaml')
+    set_config('location.horizon', '37 deg')
+    set_config('new.key', [1, 2])
+    assert local.read_text() == ('location:\n'
+                                 '  horizon: 37.0 deg # targets must be above this to be considered valid.\n'
+                                 'new:\n  key:\n  - 1\n  - 2\n')
+    # A later edit of the main file is not shadowed by the local file.
+    config_file.write_text(config_file.read_text().replace('name: Testing PANOPTES Unit', 'name: Renamed'))
+    client.reset_config()
+    assert get_config('name') == 'Renamed' and get_config('location.horizon') == 37 * u.deg
+    # Setting a value back to the main file's drops it from the local file.
+    set_config('location.horizon', '30 deg')
+    set_config('new.key', [1, 2])
+    assert 'location' not in local.read_text()
     assert load_config(config_file)['location']['horizon'] == 30 * u.deg
 
 
