@@ -182,6 +182,8 @@ def solve(
     scale_units: ScaleUnits = typer.Option(None, '--scale-units', show_default=False,
                                            help="solve-field's --scale-units for --scale-low "
                                                 'and --scale-high [default: degwidth].'),
+
+    scheduler: str = options.SCHEDULER,
 ):
     """Plate-solve FITS files with astrometry.net and write the WCS into each.
 
@@ -217,8 +219,8 @@ def solve(
     paths = output.read_paths(files)
     failures = 0
     with output.progress(len(paths), 'Solving') as advance, contextlib.closing(
-            solve_fields(paths, jobs=jobs, options=solve_options,
-                         skip_solved=not overwrite)) as results:
+            solve_fields(paths, jobs=jobs, options=solve_options, skip_solved=not overwrite,
+                         scheduler=scheduler)) as results:
         for result in results:
             output.emit_record(result)
             if not result['solved']:

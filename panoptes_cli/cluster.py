@@ -35,6 +35,8 @@ SCHEDULER_VARIABLE = 'PANOPTES_DASK_SCHEDULER'
 DEFAULT_PORT = 8786
 # How long to wait for the scheduler to answer before giving up on the batch.
 CONNECT_TIMEOUT = 10
+# How long a batch waits for a first worker to join a scheduler that has none.
+WORKER_WAIT = 120
 
 _ADDRESS = re.compile(r'^(?:(?P<scheme>tcp|tls)://)?(?P<host>\[[0-9a-fA-F:]+\]|[\w.-]+)'
                       r'(?::(?P<port>\d{1,5}))?/?$')
@@ -102,6 +104,7 @@ class DaskRunner:
         pending: dict = {}
         stop = threading.Event()
         try:
+            self._wait_for_a_worker(client)
             workers = self._capable_workers(client)
             feeder = threading.Thread(
                 target=self._submit_all, daemon=True, name='dask-submit',
@@ -142,6 +145,15 @@ class DaskRunner:
             finished.put(exc)
         else:
             finished.put(_AllSubmitted(count))
+
+    def _wait_for_a_worker(self, client) -> None:
+        """Wait until the cluster has a worker (one started with the batch may still be joining)."""
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT)
+        except TimeoutError:
+            raise ClusterError(f'Dask scheduler {redact(self.address)}: no worker joined within '
+                               f'{WORKER_WAIT} s; start one with `dask worker {self.address}`'
+                               ) from None
 
     def _none_capable(self, item: str) -> ClusterError:
         return ClusterError(f'{item}: no worker of {redact(self.address)} has '
@@ -235,11 +247,11 @@ def _respelled(value: Any, absolute: str, item: str) -> Any:
     prefix = os.path.abspath('.') + os.sep
 
     def spelled(field):
-        if field == absolute:
-            return item
-        if isinstance(field, str) and field.startswith(prefix):
+        if not isinstance(field, str):
+            return field
+        if field.startswith(prefix) and field != absolute:
             return os.path.relpath(field)
-        return field
+        return field.replace(absolute, item)
 
     if isinstance(value, dict):
         return {key: spelled(field) for key, field in value.items()}

@@ -201,3 +201,32 @@ def test_without_a_scheduler_nothing_imports_dask(data_copy):
     shown = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
                            check=True)
     assert shown.stdout.strip() == '[]'
+
+
+def test_solve_on_the_cluster_gives_the_local_results_and_wcs(dask_cluster, data_copy, tmp_path,
+                                                              shared_data, run_panoptes):
+    from panoptes_cli.images.fits import getheader
+
+    index = ['--index-dir', str(shared_data / 'astrometry')]
+    for place in ('local', 'cluster'):
+        (tmp_path / place).mkdir()
+        for number in range(3):
+            data_copy('unsolved.fits', f'{place}/frame{number}.fits')
+        (tmp_path / place / 'empty.fits').write_bytes(b'')
+    names = ['frame0.fits', 'frame1.fits', 'frame2.fits', 'empty.fits']
+    local = run_panoptes('fits', 'solve', '--jobs', '2', *index, *(f'local/{n}' for n in names))
+    on_cluster = run_panoptes('fits', 'solve', '--scheduler', dask_cluster.address, *index,
+                              *(f'cluster/{n}' for n in names))
+    assert local.returncode == on_cluster.returncode == 1  # empty.fits does not solve
+
+    def comparable(record):
+        return {key: (value.replace('local/', 'cluster/') if isinstance(value, str) else value)
+                for key, value in record.items() if key != 'seconds'}
+
+    assert [comparable(r) for r in _ndjson(local.stdout)] == [
+        comparable(r) for r in _ndjson(on_cluster.stdout)]
+    for number in range(3):
+        solved = getheader(tmp_path / 'cluster' / f'frame{number}.fits')
+        reference = getheader(tmp_path / 'local' / f'frame{number}.fits')
+        for keyword in ('CTYPE1', 'CRVAL1', 'CRVAL2', 'CRPIX1', 'CD1_1', 'CD2_2'):
+            assert solved[keyword] == reference[keyword]

@@ -20,7 +20,10 @@ UNSAFE = re.compile(r'\./install\.sh|\bpip\b|\bpython3? |\bvenv\b|/dev/tty')
 READY = {
     'panoptes config run': 'until panoptes config get name >/dev/null 2>&1; do sleep 0.1; done',
     'panoptes serial simulate': 'until [ -e "$PANDIR/ttyTELEMETRY" ]; do sleep 0.1; done',
+    'dask scheduler': 'until (exec 3<>/dev/tcp/127.0.0.1/8786) 2>/dev/null; do sleep 0.1; done',
 }
+# The README's Dask examples use Dask's default port; each run moves them to a free one.
+DASK_PORT = '8786'
 
 
 def readme_blocks():
@@ -97,7 +100,8 @@ def test_readme_example_block_runs(lines, sandbox):
     for program in ('jq', 'solve-field', 'exiftool', 'ffmpeg'):
         require_program(program)
     home, env = sandbox
-    result = subprocess.run(['bash', '-c', as_script(lines)], cwd=home, env=env,
+    script = as_script(lines).replace(DASK_PORT, str(free_port()))
+    result = subprocess.run(['bash', '-c', script], cwd=home, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 

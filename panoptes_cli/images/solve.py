@@ -798,9 +798,25 @@ def get_wcsinfo(fits_fname: PathLike, **kwargs) -> dict:
     return {**wcsinfo_quantities(info), 'wcs_file': os.fspath(source)}
 
 
-def solve_fields(fnames: list[PathLike], jobs: int | None = None,
+def solve_record(fname: PathLike, options: SolveOptions, *, replace: bool = True,
+                 overwrite: bool = True, skip_solved: bool = True) -> dict:
+    """Plate-solve one image with :func:`solve_file`; describe the outcome as a batch result.
+
+    A failure (no solution, timeout, not FITS...) is a result too, with ``error``.
+    """
+    started = time.monotonic()
+    try:
+        info = solve_file(fname, options, replace=replace, overwrite=overwrite,
+                          skip_solved=skip_solved)
+    except (PanError, OSError, ValueError) as exc:
+        return failure(os.fspath(fname), exc, time.monotonic() - started)
+    return summary(os.fspath(fname), info, time.monotonic() - started, skipped=info['skipped'])
+
+
+def solve_fields(fnames: Iterable[PathLike], jobs: int | None = None,
                  options: SolveOptions | None = None, *, replace: bool = True,
-                 overwrite: bool = True, skip_solved: bool = True, **kwargs):
+                 overwrite: bool = True, skip_solved: bool = True, scheduler: str | None = None,
+                 **kwargs):
     """Plate-solve many images in parallel; yield one result per image as each finishes.
 
     Each image goes through :func:`solve_file` with ``options`` (or, without
@@ -813,9 +829,11 @@ def solve_fields(fnames: list[PathLike], jobs: int | None = None,
 
     Args:
         fnames: The images.
-        jobs: How many solve at once; the number of CPU cores by default.
+        jobs: How many solve at once here; the number of CPU cores by default.
         options: How to solve each image.
         replace, overwrite, skip_solved: As for :func:`get_solve_field`.
+        scheduler: A Dask scheduler address: solve each image as a task on that
+            cluster's workers instead (see :mod:`panoptes_cli.cluster`).
         **kwargs: ``timeout`` and the keyword arguments of :func:`get_solve_field`,
             when ``options`` is not given.
 
@@ -831,20 +849,18 @@ def solve_fields(fnames: list[PathLike], jobs: int | None = None,
     elif kwargs:
         raise TypeError('solve_fields() takes the options as a SolveOptions or as keyword '
                         'arguments, not both')
+    solve = functools.partial(solve_record, options=options, replace=replace,
+                              overwrite=overwrite, skip_solved=skip_solved)
+    if scheduler:
+        yield from _solve_on_cluster(fnames, scheduler, solve)
+        return
     batch = SolveBatch()
 
     def solve_one(fname) -> dict:
         current_batch.set(batch)
-        started = time.monotonic()
-        try:
-            if batch.cancelled:
-                raise PanError(f'{fname}: cancelled')
-            info = solve_file(fname, options, replace=replace, overwrite=overwrite,
-                              skip_solved=skip_solved)
-        except (PanError, OSError, ValueError) as exc:
-            return failure(os.fspath(fname), exc, time.monotonic() - started)
-        return summary(os.fspath(fname), info, time.monotonic() - started,
-                       skipped=info['skipped'])
+        if batch.cancelled:
+            return failure(os.fspath(fname), PanError(f'{fname}: cancelled'), 0.0)
+        return solve(fname)
 
     executor = ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1),
                                   thread_name_prefix='solve')
@@ -855,3 +871,15 @@ def solve_fields(fnames: list[PathLike], jobs: int | None = None,
     finally:
         batch.cancel()
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _solve_on_cluster(fnames: Iterable[PathLike], scheduler: str, solve):
+    """Yield solve results from a Dask cluster, one task an image (solve-field runs there)."""
+    from panoptes_cli.cluster import DaskRunner
+
+    runner = DaskRunner(scheduler, programs=['solve-field', 'wcsinfo'])
+    with contextlib.closing(runner.map_unordered(solve, map(os.fspath, fnames))) as outcomes:
+        for outcome in outcomes:
+            # A task that raised (its worker died too often, no worker can solve) has no timing.
+            yield (outcome.value if outcome.error is None
+                   else failure(outcome.item, outcome.error, 0.0))
