@@ -128,7 +128,7 @@ class ScaleUnits(str, Enum):
 
 
 def _angle(value: str | None, hours: bool, limit: float) -> float | None:
-    from panoptes_cli.images.solve import parse_angle
+    from panoptes_cli.images.solve_options import parse_angle
 
     if value is None:
         return None
@@ -207,7 +207,8 @@ def solve(
     """
     import contextlib
 
-    from panoptes_cli.images.solve import SolveOptions, solve_fields
+    from panoptes_cli.images.solve import solve_fields
+    from panoptes_cli.images.solve_options import SolveOptions
 
     if (ra is None) != (dec is None):
         raise typer.BadParameter('give both --ra and --dec, or neither')

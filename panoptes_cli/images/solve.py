@@ -4,222 +4,38 @@
 and a private working directory), :func:`get_solve_field` waits for it and
 writes the solution into the image, :func:`solve_fields` runs many at once,
 and :func:`get_wcsinfo` reads a solution back. The manual documents them under
-:mod:`panoptes_cli.images.fits`, which re-exports them.
+:mod:`panoptes_cli.images.fits`, which re-exports them. The options are
+:class:`~panoptes_cli.images.solve_options.SolveOptions`; the process is
+:class:`~panoptes_cli.images.solve_process.SolveFieldProcess`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import functools
 import os
 import re
 import shutil
-import signal
-import subprocess
-import tempfile
-import threading
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from panoptes_cli.error import IllegalValue, NotFound, PanError, SolveError, Timeout
+from panoptes_cli.error import IllegalValue, NotFound, PanError, SolveError
 from panoptes_cli.files import atomic_path
 from panoptes_cli.images._fits_io import (
     TEMP_SUFFIX, PathLike, has_checksums, header_values, image_extension, image_hdu, image_size,
     reading, rewrite, structure)
 from panoptes_cli.images.packing import pack_into
-from panoptes_cli.programs import Process, failure_message, find_program, run
+from panoptes_cli.images.solve_options import SolveOptions, option_args
+from panoptes_cli.images.solve_process import (
+    SolveBatch, SolveFieldProcess, current_batch, make_workdir)
+from panoptes_cli.programs import failure_message, find_program, run
 from panoptes_cli.quantities import get_quantity_value
 
-# solve-field's own options as the manual's solve_field uses them, except the
-# downsampling (chosen from the image size) and the outputs we do not read.
-DEFAULT_OPTIONS = [
-    '--guess-scale', '--no-verify', '--crpix-center', '--temp-axy',
-    '--index-xyls', 'none', '--solved', 'none', '--match', 'none', '--rdls', 'none',
-    '--corr', 'none', '--new-fits', 'none', '--no-plots',
-]
-# Mount positions are a hint, not the camera's pointing: a PANOPTES camera
-# looks several degrees away from the mount axis.
-DEFAULT_RADIUS = 15.0
-# Downsample only while the smaller side keeps this many pixels: fewer leave
-# too few stars to match (a 200 px crop does not solve downsampled by 2).
-MIN_DOWNSAMPLED_SIDE = 300
+
 # Keywords of a WCS, removed from a header before a new solution goes in, so
 # that no term of an older (e.g. higher-order SIP) solution survives.
 _WCS_KEYWORD = re.compile(
     r'^(WCSAXES|WCSNAME|LONPOLE|LATPOLE|RADESYS|IMAGEW|IMAGEH|CTYPE\d|CRVAL\d|CRPIX\d|CUNIT\d|'
     r'CDELT\d|CROTA\d|CD\d_\d|PC\d_\d|PV\d_\d+|(A|B|AP|BP)_(ORDER|DMAX|\d+_\d+))$')
-
-
-class SolveBatch:
-    """The solve-field processes of one batch, so that cancelling it stops them all.
-
-    A process started while the batch is current (see :data:`current_batch`)
-    joins it; one that starts after :meth:`cancel` is stopped at once.
-    """
-
-    def __init__(self):
-        self.processes: set[SolveFieldProcess] = set()
-        self.cancelled = False
-        self._lock = threading.Lock()
-
-    def add(self, process: SolveFieldProcess) -> None:
-        with self._lock:
-            self.processes.add(process)
-            cancelled = self.cancelled
-        if cancelled:
-            process.stop()
-
-    def discard(self, process: SolveFieldProcess) -> None:
-        with self._lock:
-            self.processes.discard(process)
-
-    def cancel(self) -> None:
-        """Stop every process of the batch, and any that starts from now on."""
-        with self._lock:
-            self.cancelled = True
-            processes = list(self.processes)
-        for process in processes:
-            process.stop()
-
-
-current_batch: contextvars.ContextVar[SolveBatch | None] = contextvars.ContextVar(
-    'current_batch', default=None)
-
-
-def downsample_for(width: int, height: int) -> int:
-    """Return the downsampling factor (4, 2 or 1) that leaves enough pixels to solve.
-
-    >>> downsample_for(5208, 3476), downsample_for(700, 700), downsample_for(200, 200)
-    (4, 2, 1)
-    """
-    for factor in (4, 2):
-        if min(width, height) // factor >= MIN_DOWNSAMPLED_SIDE:
-            return factor
-    return 1
-
-
-def option_args(options: Mapping) -> list[str]:
-    """Turn ``{'--opt': value}`` into solve-field arguments.
-
-    True gives the bare flag, False or None leaves it out, a list repeats it.
-
-    >>> option_args({'--overwrite': True, '--no-tweak': False, '--pnm': '/tmp/a.bmp',
-    ...              '--depth': [10, 20]})
-    ['--overwrite', '--pnm', '/tmp/a.bmp', '--depth', '10', '--depth', '20']
-    """
-    args = []
-    for key, value in options.items():
-        if not key.startswith('-'):
-            raise TypeError(f'solve-field options start with "--": {key!r}')
-        values = value if isinstance(value, list | tuple) else [value]
-        for item in values:
-            if item is True:
-                args.append(key)
-            elif item is not None and item is not False:
-                args.extend([key, str(item)])
-    return args
-
-
-def index_config(index_dirs: Iterable[os.PathLike | str], workdir: Path) -> Path:
-    """Write a backend config file that searches ``index_dirs`` for index files."""
-    lines = []
-    for directory in index_dirs:
-        directory = Path(directory).expanduser().resolve()
-        if not directory.is_dir():
-            raise PanError(f'{directory}: no such index directory')
-        lines.append(f'add_path {directory}')
-    config = workdir / 'backend.cfg'
-    config.write_text('\n'.join([*lines, 'autoindex', '']))
-    return config
-
-
-class SolveFieldProcess(Process):
-    """A running ``solve-field``: a Popen with a private directory and a wall-clock deadline.
-
-    solve-field runs in a process group of its own, so that the helpers it
-    starts (astrometry-engine, image converters) are stopped with it.
-    :meth:`communicate` and :meth:`wait` stop the whole group at the deadline;
-    leaving the ``with`` block stops it if it is still running and removes the
-    private directory with every file solve-field made.
-    """
-
-    def __init__(self, args: list[str], *, fits_file: Path, solve_file: Path, wcs_file: Path,
-                 workdir: Path, timeout: float, **kwargs):
-        self.fits_file = fits_file
-        self.solve_file = solve_file
-        self.wcs_file = wcs_file
-        self.workdir = workdir
-        self.timeout = timeout
-        self.deadline = time.monotonic() + timeout
-        self.batch = current_batch.get()
-        super().__init__(args, process_group=0, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, **kwargs)
-        if self.batch is not None:
-            self.batch.add(self)
-
-    def _left(self, timeout: float | None) -> float:
-        left = max(0.0, self.deadline - time.monotonic())
-        return left if timeout is None else min(timeout, left)
-
-    def communicate(self, input=None, timeout=None):
-        """Wait for solve-field (at most until the deadline) and return its output.
-
-        Raises:
-            Timeout: The deadline passed; solve-field and its helpers were stopped.
-        """
-        return self._until_deadline(functools.partial(super().communicate, input), timeout)
-
-    def wait(self, timeout=None):
-        """Wait for solve-field to end, at most until the deadline (then raise Timeout)."""
-        return self._until_deadline(super().wait, timeout)
-
-    def _until_deadline(self, call, timeout: float | None):
-        """Run ``call(timeout=...)`` cut at the deadline; at the deadline stop solve-field."""
-        try:
-            return call(timeout=self._left(timeout))
-        except subprocess.TimeoutExpired:
-            if timeout is not None and time.monotonic() < self.deadline:
-                raise
-            self.stop()
-            call()
-            raise Timeout(f'{self.fits_file}: solve-field found no solution within '
-                          f'{self.timeout:g} s; give it longer with a larger timeout') from None
-
-    def stop(self) -> None:
-        """Stop solve-field and its helpers: SIGTERM to the group, SIGKILL if it lingers."""
-        if self.returncode is not None:
-            return
-        for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, None)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, sig)
-            try:
-                Process.wait(self, timeout=grace)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-
-    def cleanup(self) -> None:
-        """Stop the process if it runs and remove its private directory."""
-        self.stop()
-        if self.batch is not None:
-            self.batch.discard(self)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __exit__(self, exc_type, value, traceback):
-        try:
-            self.stop()
-            super().__exit__(exc_type, value, traceback)
-        finally:
-            self.cleanup()
-
-
-def make_workdir() -> Path:
-    """Make a private directory (in $TMPDIR) for one solve's temporary and output files."""
-    return Path(tempfile.mkdtemp(prefix='panoptes-solve-'))
 
 
 def parse_wcsinfo(text: str) -> dict:
@@ -355,149 +171,6 @@ def failure(fits_file: str, error: BaseException, seconds: float) -> dict:
         message = f'{error.filename}: {error.strerror}'
     return {'filename': fits_file, 'solved': False, 'error': message,
             'seconds': round(seconds, 3)}
-
-
-# solve-field's --scale-units.
-SCALE_UNITS = ('degwidth', 'arcminwidth', 'arcsecperpix', 'focalmm')
-# solve-field options that have their own field in SolveOptions.
-_OPTION_FIELDS = {'--config': 'config', '--downsample': 'downsample', '--scale-low': 'scale_low',
-                  '--scale-high': 'scale_high', '--scale-units': 'scale_units'}
-
-
-def parse_angle(text: str | float, hours: bool = False) -> float:
-    """Read an angle in degrees, or sexagesimal (``20:13:31``, ``+46 05``, ``20h13m31s``).
-
-    Sexagesimal is hours with ``hours`` (a right ascension), else degrees; a
-    plain number is degrees either way, as solve-field reads ``--ra`` and ``--dec``.
-
-    >>> parse_angle('20:13:31', hours=True), parse_angle('+46:05'), parse_angle('-0:30')
-    (303.379166..., 46.083333..., -0.5)
-    >>> parse_angle('303.2', hours=True), parse_angle('20h13m31.5s', hours=True)
-    (303.2, 303.38125)
-    >>> parse_angle('46:75')
-    Traceback (most recent call last):
-    ...
-    ValueError: '46:75': minutes and seconds must be below 60
-    """
-    if not isinstance(text, str):
-        return float(text)
-    value = text.strip()
-    parts = [part for part in re.split(r'[:\shdm\'"s]+', value.lower()) if part]
-    if len(parts) == 1 and not re.search(r'[:\shdm]', value.lower()):
-        return float(value)
-    if not 1 <= len(parts) <= 3:
-        raise ValueError(f'{text!r}: not an angle (degrees, or sexagesimal such as 20:13:31)')
-    try:
-        numbers = [abs(float(part)) for part in parts]
-    except ValueError:
-        raise ValueError(f'{text!r}: not an angle (degrees, or sexagesimal such as 20:13:31)'
-                         ) from None
-    if any(number >= 60 for number in numbers[1:]):
-        raise ValueError(f'{text!r}: minutes and seconds must be below 60')
-    magnitude = sum(number / 60 ** index for index, number in enumerate(numbers))
-    sign = -1 if value.startswith('-') else 1
-    return sign * magnitude * (15 if hours else 1)
-
-
-@dataclass
-class SolveOptions:
-    """Everything one plate solve is told, from ``panoptes fits solve`` down to solve-field.
-
-    ``ra``, ``dec`` and ``radius`` are degrees (see :func:`parse_angle` for
-    sexagesimal input); without them the RA-MNT/DEC-MNT headers are the hint.
-    ``downsample``, ``scale_low``, ``scale_high`` and ``scale_units`` pass
-    through to solve-field's options of those names; ``config`` is a backend
-    config file and ``index_dirs`` directories of index files to use instead
-    of the system's. ``solve_opts`` replaces the default options;
-    ``extra_options`` (``{'--option': value}``, True for a flag) and
-    ``extra_args`` are appended as given.
-
-    >>> SolveOptions(ra=303.2)
-    Traceback (most recent call last):
-    ...
-    panoptes_cli.error.IllegalValue: IllegalValue: solve_field: give both ra and dec, or neither
-    """
-
-    timeout: float = 30
-    ra: float | None = None
-    dec: float | None = None
-    radius: float | None = None
-    index_dirs: list[PathLike] = field(default_factory=list)
-    config: PathLike | None = None
-    downsample: int | None = None
-    scale_low: float | None = None
-    scale_high: float | None = None
-    scale_units: str | None = None
-    solve_opts: list[str] | None = None
-    extra_options: dict[str, Any] = field(default_factory=dict)
-    extra_args: list[str] = field(default_factory=list)
-
-    def __post_init__(self):
-        if (self.ra is None) != (self.dec is None):
-            raise IllegalValue('solve_field: give both ra and dec, or neither')
-        if self.scale_units is not None and self.scale_units not in SCALE_UNITS:
-            raise IllegalValue(f'solve_field: scale_units {self.scale_units!r} is not one of '
-                               f'{", ".join(SCALE_UNITS)}')
-        bad = [key for key in self.extra_options if not key.startswith('-')]
-        if bad:
-            raise TypeError(f'solve-field options start with "--": {", ".join(bad)}')
-
-    @classmethod
-    def from_kwargs(cls, timeout: float = 30, solve_opts: list[str] | None = None,
-                    args: Iterable = (), **kwargs) -> SolveOptions:
-        """The options the manual's keyword arguments give: ``ra``, ``dec``, ``radius``,
-        ``index_dir`` and solve-field options as ``'--option': value``.
-
-        >>> SolveOptions.from_kwargs(ra=1, dec=2, **{'--config': 'b.cfg', '--no-tweak': True})
-        SolveOptions(timeout=30, ra=1, dec=2, radius=None, index_dirs=[], config='b.cfg', ...)
-        """
-        # utils loads panoptes_cli.time: not at the top, where ``fits header`` would pay it.
-        from panoptes_cli.utils import listify
-
-        unknown = [key for key in kwargs
-                   if not key.startswith('-') and key not in ('ra', 'dec', 'radius', 'index_dir')]
-        if unknown:
-            raise TypeError(f'solve_field() got unexpected keyword arguments: {", ".join(unknown)}')
-        options = dict(kwargs)
-        fields = {'ra': options.pop('ra', None), 'dec': options.pop('dec', None),
-                  'radius': options.pop('radius', None),
-                  'index_dirs': listify(options.pop('index_dir', None))}
-        for flag, name in _OPTION_FIELDS.items():
-            if flag in options:
-                fields[name] = options.pop(flag)
-        return cls(timeout=timeout, solve_opts=None if solve_opts is None else list(solve_opts),
-                   extra_options=options, extra_args=[str(arg) for arg in args], **fields)
-
-    def arguments(self, image_size: tuple[int, int], hint: tuple[float, float] | None,
-                  workdir: Path) -> list[str]:
-        """solve-field's options for one image, before its outputs and the file name.
-
-        ``hint`` is where the image header says the mount pointed, used
-        unless ``ra`` and ``dec`` are given.
-        """
-        if self.solve_opts is None:
-            arguments = [*DEFAULT_OPTIONS, '--cpulimit', str(max(1, round(self.timeout)))]
-            downsample = self.downsample or downsample_for(*image_size)
-        else:
-            arguments = list(self.solve_opts)
-            downsample = self.downsample
-        arguments += option_args({'--downsample': downsample, '--scale-low': self.scale_low,
-                                  '--scale-high': self.scale_high,
-                                  '--scale-units': self.scale_units})
-        ra, dec = (self.ra, self.dec) if self.ra is not None else (hint or (None, None))
-        if ra is not None:
-            arguments += ['--ra', str(ra), '--dec', str(dec), '--radius',
-                          str(self.radius if self.radius is not None else DEFAULT_RADIUS)]
-        if self.index_dirs:
-            arguments += ['--config', os.fspath(index_config(self.index_dirs, workdir))]
-        if self.config is not None:
-            arguments += ['--config', os.fspath(self.config)]
-        return arguments + option_args(self.extra_options) + list(self.extra_args)
-
-    @property
-    def wants_hint(self) -> bool:
-        """True unless the caller said where to look (``ra``/``dec``, or ``--ra`` as is)."""
-        return self.ra is None and '--ra' not in self.extra_options
 
 
 def _pointing_hint(fits_fname: PathLike, hdus: list) -> tuple[float, float] | None:
