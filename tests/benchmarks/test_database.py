@@ -6,8 +6,9 @@ Run: pytest tests/benchmarks/test_database.py --benchmark-only
   a whole process per round (target >= 20,000 records/s).
 - db-find-1M: find one id among 1,000,000 sqlite records (target <= 5 ms).
 - db-file-insert: 1,000 single-record inserts with the file store, ours and
-  0.2.29's (target: ours >= 5x as many per second).
-- db-find-20k: find one id among 20,000 records, 0.2.29's file store, ours.
+  0.2.29's, alternated round by round (target: ours >= 5x as many per second).
+- db-find-20k: find one id among 20,000 records, 0.2.29's file store before each
+  round of ours.
 
 Rates are in each benchmark's extra_info (records_per_s or finds_per_s, per_item_ms).
 """
@@ -15,12 +16,12 @@ Rates are in each benchmark's extra_info (records_per_s or finds_per_s, per_item
 import itertools
 import json
 import random
-import shutil
 import subprocess
 import textwrap
 
 import pytest
 
+from benchmarks.conftest import alternate, ours_bin
 from panoptes_cli.database import PanFileDB, PanSQLiteDB
 
 RECORD = {'temp': 12.5, 'humidity': 40, 'safe': True, 'sky': 'clear',
@@ -95,7 +96,7 @@ def stream_file(tmp_path_factory):
 
 @pytest.mark.benchmark(group='db-cli-insert')
 def test_cli_insert_100k_sqlite(benchmark, stream_file, isolated_env):
-    panoptes = shutil.which('panoptes')
+    panoptes = ours_bin('panoptes')
     rounds = itertools.count()
 
     def setup():
@@ -155,40 +156,30 @@ def test_open_and_find_id_among_1m_sqlite(benchmark, million):
     benchmark(open_and_find)
 
 
-# The file store's insert rate, ours and 0.2.29's.
+# The file store's insert rate, ours and 0.2.29's (alternated round by round).
 
-@pytest.mark.benchmark(group='db-file-insert')
-def test_file_insert_ours(benchmark):
-    db = PanFileDB(db_name='bench')
-
+def _inserter(db):
     def inserts():
         for _ in range(INSERTS_PER_ROUND):
             db.insert('inserts', RECORD)
-
-    benchmark.pedantic(inserts, rounds=10, warmup_rounds=1)
-    rate(benchmark, INSERTS_PER_ROUND)
+    return inserts
 
 
 @pytest.mark.benchmark(group='db-file-insert')
-def test_file_insert_baseline(benchmark, baseline_worker):
-    benchmark.pedantic(baseline_worker, args=(f'insert {INSERTS_PER_ROUND}',), rounds=10,
-                       warmup_rounds=1)
+def test_file_insert_against_baseline(benchmark, baseline_worker):
+    baseline_s = alternate(benchmark, _inserter(PanFileDB(db_name='bench')),
+                           lambda: baseline_worker(f'insert {INSERTS_PER_ROUND}'), rounds=10)
     rate(benchmark, INSERTS_PER_ROUND)
+    benchmark.extra_info['baseline_records_per_s'] = round(INSERTS_PER_ROUND / baseline_s)
 
 
 @pytest.mark.benchmark(group='db-file-insert')
 def test_sqlite_insert_ours(benchmark):
-    db = PanSQLiteDB(db_name='bench')
-
-    def inserts():
-        for _ in range(INSERTS_PER_ROUND):
-            db.insert('inserts', RECORD)
-
-    benchmark.pedantic(inserts, rounds=10, warmup_rounds=1)
+    benchmark.pedantic(_inserter(PanSQLiteDB(db_name='bench')), rounds=10, warmup_rounds=1)
     rate(benchmark, INSERTS_PER_ROUND)
 
 
-# Find one id among 20k: 0.2.29's file store (a scan), ours.
+# Find one id among 20k: 0.2.29's file store (a scan) before each round of ours.
 
 def _fill(db, count=20_000):
     ids = []
@@ -197,17 +188,10 @@ def _fill(db, count=20_000):
     return ids
 
 
-@pytest.mark.benchmark(group='db-find-20k')
-def test_find_id_among_20k_baseline(benchmark, baseline_worker):
-    baseline_worker('fill 20000')
-    benchmark.pedantic(baseline_worker, args=(f'find {FINDS_PER_ROUND}',), rounds=15,
-                       warmup_rounds=1)
-    rate(benchmark, FINDS_PER_ROUND, 'finds')
-
-
 @pytest.mark.parametrize('db_class', [PanFileDB, PanSQLiteDB])
 @pytest.mark.benchmark(group='db-find-20k')
-def test_find_id_among_20k_ours(benchmark, db_class):
+def test_find_id_among_20k_against_baseline(benchmark, baseline_worker, db_class):
+    baseline_worker('fill 20000')
     db = db_class(db_name='bench')
     ids = _fill(db)
 
@@ -215,5 +199,7 @@ def test_find_id_among_20k_ours(benchmark, db_class):
         for obj_id in random.sample(ids, FINDS_PER_ROUND):
             assert db.find('weather', obj_id)['_id'] == obj_id
 
-    benchmark.pedantic(finds, rounds=15, warmup_rounds=1)
+    baseline_s = alternate(benchmark, finds, lambda: baseline_worker(f'find {FINDS_PER_ROUND}'),
+                           rounds=15)
     rate(benchmark, FINDS_PER_ROUND, 'finds')
+    benchmark.extra_info['baseline_finds_per_s'] = round(FINDS_PER_ROUND / baseline_s)

@@ -14,74 +14,74 @@ their ratios are printed at the end and kept in each benchmark's
   same options: <= 10%; ``--jobs 2`` on 8 copies vs one at a time.
 
 panoptes-utils 0.2.29 (``/tmp/baseline-venv`` or ``PANOPTES_BASELINE_VENV``)
-is timed in its own process on the same files where it has the function.
+is timed in its own process on the same files where it has the function, in the
+same rounds: each round runs the bare tool, then 0.2.29, then ours.
 """
 
-import json
 import os
 import shutil
-import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
+
+from benchmarks.conftest import BaselineWorker, alternate, ours_bin, run_quiet
 
 BASELINE_VENV = Path(os.environ.get('PANOPTES_BASELINE_VENV', '/tmp/baseline-venv'))
 SHARED_DATA = Path(__file__).resolve().parents[3] / 'shared' / 'data'
 INDEX = SHARED_DATA / 'astrometry' / 'index-kic8462852-tycho2-p7.fits'
 MEDIANS = {}
 
+# 0.2.29 in its own process: per request line, copy the source and time one pack+unpack or
+# solve of the copy; the answer is the seconds it took.
 BASELINE_SCRIPT = r'''
-import json, shutil, statistics, sys, time
+import shutil, sys, time
 from panoptes.utils.images import fits as fits_utils
 
-what, source, work, config = sys.argv[1:5]
-times = []
-for _ in range(int(sys.argv[5])):
+for line in sys.stdin:
+    what, source, work, config = line.split()
     shutil.copy(source, work)
     start = time.perf_counter()
     if what == 'pack':
         fits_utils.funpack(fits_utils.fpack(work))
     else:
         fits_utils.get_solve_field(work, skip_solved=False, **{'--config': config})
-    times.append(time.perf_counter() - start)
-print(json.dumps({'median_s': statistics.median(times)}))
+    print(time.perf_counter() - start, flush=True)
 '''
 
 
-def interleaved(benchmark, name: str, ours, against: str, bare, prepare, rounds: int):
-    """Benchmark ``ours``, timing ``bare`` before each round on the same fresh input.
+def interleaved(benchmark, name: str, ours, others: dict, prepare, rounds: int):
+    """Benchmark ``ours`` with each of ``others`` (name -> callable) run before each round.
 
-    On a noisy machine only interleaved runs compare fairly: each round runs
-    the bare tool, then ours, each after ``prepare()``.
+    On a noisy machine only interleaved runs compare fairly (see ``alternate``);
+    the medians go into MEDIANS and the ratios into ``extra_info``.
     """
-    bare_times = []
-
-    def setup():
-        prepare()
-        start = time.perf_counter()
-        bare()
-        bare_times.append(time.perf_counter() - start)
-        prepare()
-
-    benchmark.pedantic(ours, setup=setup, rounds=rounds, warmup_rounds=1)
+    medians = alternate(benchmark, ours, others, rounds, prepare)
     MEDIANS[name] = benchmark.stats.stats.median
-    # The first bare run went with the warm-up round.
-    MEDIANS[against] = statistics.median(bare_times[1:])
-    benchmark.extra_info[f'{against}_median_s'] = round(MEDIANS[against], 4)
-    benchmark.extra_info[f'ratio_vs_{against}'] = round(MEDIANS[name] / MEDIANS[against], 3)
+    for other, median in medians.items():
+        MEDIANS[other] = median
+        benchmark.extra_info[f'{other}_median_s'] = round(median, 4)
+        benchmark.extra_info[f'ratio_vs_{other}'] = round(MEDIANS[name] / median, 3)
 
 
-def baseline(what: str, source: Path, work: Path, config: Path, rounds: int) -> float | None:
-    python = BASELINE_VENV / 'bin' / 'python'
-    if not python.exists():
-        return None
-    completed = subprocess.run(
-        [str(python), '-c', BASELINE_SCRIPT, what, str(source), str(work), str(config),
-         str(rounds)], capture_output=True, text=True, check=True)
-    return json.loads(completed.stdout.splitlines()[-1])['median_s']
+@pytest.fixture(scope='module')
+def baseline():
+    """0.2.29's fits module in its own process, or None when it is not installed."""
+    if not (BASELINE_VENV / 'bin' / 'python').exists():
+        yield None
+        return
+    worker = BaselineWorker(BASELINE_SCRIPT)
+    yield worker
+    worker.close()
+
+
+def with_baseline(others: dict, baseline, name: str, what: str, source: Path, work: Path,
+                  config: Path) -> dict:
+    """Add 0.2.29's round of ``what`` on a copy of ``source`` to ``others``, if it is installed."""
+    if baseline is not None:
+        others[name] = lambda: float(baseline.ask(what, source, work, config))
+    return others
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -111,12 +111,8 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def frame(workdir, make_full_frame):
-    from panoptes_cli.images.fits import write_fits
-
-    path = workdir / 'frame-master.fits'
-    write_fits(make_full_frame(), {'IMAGEID': 'PAN000_000000_20240101T000000'}, path)
-    return path
+def frame(full_frame_fits):
+    return full_frame_fits('frame-master.fits', {'IMAGEID': 'PAN000_000000_20240101T000000'})
 
 
 @pytest.fixture(scope='module')
@@ -151,22 +147,20 @@ def _bare_pack_unpack(work: Path):
 
 
 @pytest.mark.benchmark(group='pack+unpack full frame')
-def test_pack_unpack_api(benchmark, frame, workdir, config):
+def test_pack_unpack_api(benchmark, frame, workdir, config, baseline):
     from panoptes_cli.images import fits
 
     work, bare = workdir / 'api.fits', workdir / 'bare-api.fits'
     prepare = _copy_to(frame, work, bare)
-    interleaved(benchmark, 'pack_unpack_api', lambda: fits.funpack(fits.fpack(work)),
-                'pack_unpack_bare', _bare_pack_unpack(bare), prepare, rounds=9)
-    base = baseline('pack', frame, workdir / 'baseline.fits', config, 9)
-    if base is not None:
-        MEDIANS['pack_unpack_baseline'] = base
-        benchmark.extra_info['baseline_0.2.29_median_s'] = base
+    others = with_baseline({'pack_unpack_bare': _bare_pack_unpack(bare)}, baseline,
+                           'pack_unpack_baseline', 'pack', frame, workdir / 'baseline.fits', config)
+    interleaved(benchmark, 'pack_unpack_api', lambda: fits.funpack(fits.fpack(work)), others,
+                prepare, rounds=9)
 
 
 @pytest.mark.benchmark(group='pack+unpack full frame')
 def test_pack_unpack_cli(benchmark, frame, workdir):
-    panoptes = shutil.which('panoptes')
+    panoptes = ours_bin('panoptes')
     work, bare = workdir / 'cli.fits', workdir / 'bare-cli.fits'
 
     def run():
@@ -175,8 +169,9 @@ def test_pack_unpack_cli(benchmark, frame, workdir):
         subprocess.run([panoptes, 'fits', 'unpack', f'{work}.fz'], check=True,
                        stdout=subprocess.DEVNULL)
 
-    interleaved(benchmark, 'pack_unpack_cli', run, 'pack_unpack_bare_cli',
-                _bare_pack_unpack(bare), _copy_to(frame, work, bare), rounds=9)
+    interleaved(benchmark, 'pack_unpack_cli', run,
+                {'pack_unpack_bare_cli': _bare_pack_unpack(bare)}, _copy_to(frame, work, bare),
+                rounds=9)
 
 
 @pytest.mark.benchmark(group='pack+unpack full frame')
@@ -187,7 +182,7 @@ def test_pack_unpack_astropy(benchmark, frame, workdir, monkeypatch):
     bare_run = _bare_pack_unpack(bare)
     monkeypatch.setenv('PATH', '/nonexistent')
     interleaved(benchmark, 'pack_unpack_astropy', lambda: fits.funpack(fits.fpack(work)),
-                'pack_unpack_bare_astropy', bare_run, _copy_to(frame, work, bare), rounds=7)
+                {'pack_unpack_bare_astropy': bare_run}, _copy_to(frame, work, bare), rounds=7)
 
 
 # -- header of 200 files, one process ----------------------------------------------------------
@@ -204,16 +199,13 @@ def many_files(workdir):
     return paths
 
 
-def _run_quiet(argv):
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-
-
 @pytest.mark.benchmark(group='header of 200 files')
 def test_header_cli(benchmark, many_files):
     fitsheader = shutil.which('fitsheader') or pytest.skip('astropy fitsheader not installed')
-    argv = [shutil.which('panoptes'), 'fits', 'header', *many_files]
-    interleaved(benchmark, 'header_cli', lambda: _run_quiet(argv), 'header_fitsheader',
-                lambda: _run_quiet([fitsheader, *many_files]), lambda: None, rounds=9)
+    argv = [ours_bin('panoptes'), 'fits', 'header', *many_files]
+    interleaved(benchmark, 'header_cli', lambda: run_quiet(argv),
+                {'header_fitsheader': lambda: run_quiet([fitsheader, *many_files])}, lambda: None,
+                rounds=9)
 
 
 # -- solving unsolved.fits ---------------------------------------------------------------------
@@ -248,26 +240,23 @@ def _bare_solve(solve_args, work: Path):
 
 
 @pytest.mark.benchmark(group='solve unsolved.fits')
-def test_solve_api(benchmark, solve_args, workdir, config):
+def test_solve_api(benchmark, solve_args, workdir, config, baseline):
     from panoptes_cli.images import fits
 
     work, bare = workdir / 'solve-api.fits', workdir / 'solve-bare-api.fits'
+    others = with_baseline({'solve_bare': _bare_solve(solve_args, bare)}, baseline,
+                           'solve_baseline', 'solve', SHARED_DATA / 'unsolved.fits',
+                           workdir / 'solve-baseline.fits', config)
     interleaved(benchmark, 'solve_api', lambda: fits.get_solve_field(work, **{'--config': config}),
-                'solve_bare', _bare_solve(solve_args, bare),
-                _copy_to(SHARED_DATA / 'unsolved.fits', work, bare), rounds=9)
-    base = baseline('solve', SHARED_DATA / 'unsolved.fits', workdir / 'solve-baseline.fits',
-                    config, 9)
-    if base is not None:
-        MEDIANS['solve_baseline'] = base
-        benchmark.extra_info['baseline_0.2.29_median_s'] = base
+                others, _copy_to(SHARED_DATA / 'unsolved.fits', work, bare), rounds=9)
 
 
 @pytest.mark.benchmark(group='solve unsolved.fits')
 def test_solve_cli(benchmark, solve_args, workdir, config):
     work, bare = workdir / 'solve-cli.fits', workdir / 'solve-bare-cli.fits'
-    argv = [shutil.which('panoptes'), 'fits', 'solve', '--config', str(config), str(work)]
-    interleaved(benchmark, 'solve_cli', lambda: _run_quiet(argv), 'solve_bare_cli',
-                _bare_solve(solve_args, bare),
+    argv = [ours_bin('panoptes'), 'fits', 'solve', '--config', str(config), str(work)]
+    interleaved(benchmark, 'solve_cli', lambda: run_quiet(argv),
+                {'solve_bare_cli': _bare_solve(solve_args, bare)},
                 _copy_to(SHARED_DATA / 'unsolved.fits', work, bare), rounds=9)
 
 
@@ -278,9 +267,9 @@ def test_solve_eight_jobs2(benchmark, solve_args, workdir, config):
     paths = [directory / f'unsolved{n}.fits' for n in range(8)]
 
     def argv(jobs):
-        return [shutil.which('panoptes'), 'fits', 'solve', '--jobs', str(jobs), '--config',
+        return [ours_bin('panoptes'), 'fits', 'solve', '--jobs', str(jobs), '--config',
                 str(config), *map(str, paths)]
 
-    interleaved(benchmark, 'solve_8_jobs2', lambda: _run_quiet(argv(2)), 'solve_8_jobs1',
-                lambda: _run_quiet(argv(1)), _copy_to(SHARED_DATA / 'unsolved.fits', *paths),
-                rounds=3)
+    interleaved(benchmark, 'solve_8_jobs2', lambda: run_quiet(argv(2)),
+                {'solve_8_jobs1': lambda: run_quiet(argv(1))},
+                _copy_to(SHARED_DATA / 'unsolved.fits', *paths), rounds=3)

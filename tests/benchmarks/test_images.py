@@ -3,15 +3,15 @@
 Run with ``pytest tests/benchmarks/test_images.py --benchmark-only``. The
 baseline runs in its own venv (``/tmp/baseline-venv``, or
 ``PANOPTES_BASELINE_VENV``) on the same FITS file, timed inside that process,
-in the same pytest run; its medians and the ratios are in each benchmark's
-``extra_info`` and printed at the end (``-s`` shows them). Targets (issue 6):
+one call just before each round of ours (alternated, so both see the same
+machine); its medians and the ratios are in each benchmark's ``extra_info`` and
+printed at the end (``-s`` shows them). Targets (issue 6):
 get_rgb_background >= 5x faster with the same background (mean and channel
 levels within 0.5%); cr2_to_fits <= dcraw's bare decode + 0.3 s;
 make_pretty_image <= 1.5 s.
 """
 
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -21,42 +21,37 @@ from pathlib import Path
 
 import pytest
 
-# As in conftest.py; read here directly so this module does not depend on which
-# conftest module Python finds under that name.
-BASELINE_VENV = Path(os.environ.get('PANOPTES_BASELINE_VENV', '/tmp/baseline-venv'))
 from benchmarks.conftest import FULL_FRAME_HEIGHT as HEIGHT, FULL_FRAME_WIDTH as WIDTH
+from benchmarks.conftest import BaselineWorker, alternate
+
 CR2_MAKER = Path(__file__).resolve().parents[1] / 'cr2_maker.py'
 SUMMARY = {}
 
+# 0.2.29 in its own process: one timed call per request line, its seconds as the answer.
 BASELINE_SCRIPT = r'''
-import json, statistics, sys, time
+import json, sys, time
 import numpy as np
 from panoptes.utils.images import bayer, focus, fits as fits_utils
 
-fits_fn, what = sys.argv[1], sys.argv[2]
+fits_fn = sys.argv[1]
 data = fits_utils.getdata(fits_fn)
-
-def median_time(function, rounds):
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-result = {}
-if what == 'background':
-    result['median_s'] = median_time(lambda: bayer.get_rgb_background(fits_fn), 3)
-    backs = bayer.get_rgb_background(fits_fn, return_separate=True)
-    masks = bayer.get_rgb_masks(data)
-    full = np.ma.array([np.ma.array(b.background, mask=m) for b, m in zip(backs, masks)])
-    result['mean'] = float(full.sum(0).filled(0).mean())
-    result['levels'] = [float(b.background_median) for b in backs]
-elif what == 'vollath_F4':
-    result['median_s'] = median_time(lambda: focus.vollath_F4(data), 7)
-elif what == 'get_rgb_data':
-    result['median_s'] = median_time(lambda: bayer.get_rgb_data(data), 7)
-print(json.dumps(result))
+calls = {
+    'background': lambda: bayer.get_rgb_background(fits_fn),
+    'vollath_F4': lambda: focus.vollath_F4(data),
+    'get_rgb_data': lambda: bayer.get_rgb_data(data),
+}
+for line in sys.stdin:
+    what = line.strip()
+    if what == 'background_levels':
+        backs = bayer.get_rgb_background(fits_fn, return_separate=True)
+        masks = bayer.get_rgb_masks(data)
+        full = np.ma.array([np.ma.array(b.background, mask=m) for b, m in zip(backs, masks)])
+        print(json.dumps({'mean': float(full.sum(0).filled(0).mean()),
+                          'levels': [float(b.background_median) for b in backs]}), flush=True)
+        continue
+    start = time.perf_counter()
+    calls[what]()
+    print(time.perf_counter() - start, flush=True)
 '''
 
 
@@ -66,13 +61,10 @@ def frame_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def fits_frame(frame_dir, make_full_frame):
-    from panoptes_cli.images.fits import write_fits
-
-    path = frame_dir / '20160909T081152.fits'
-    write_fits(make_full_frame(bayer_sky=True), {'FILTER': 'RGGB', 'FIELD': 'Synthetic', 'EXPTIME': 120.0,
-                              'DATE-OBS': '2016-09-09T08:11:52'}, path)
-    return path
+def fits_frame(full_frame_fits):
+    return full_frame_fits('20160909T081152.fits', {
+        'FILTER': 'RGGB', 'FIELD': 'Synthetic', 'EXPTIME': 120.0, 'DATE-OBS': '2016-09-09T08:11:52'},
+        bayer_sky=True)
 
 
 @pytest.fixture(scope='module')
@@ -91,13 +83,17 @@ def cr2_frame(frame_dir):
     return path
 
 
-def baseline(fits_frame, what: str) -> dict:
-    python = BASELINE_VENV / 'bin' / 'python'
-    if not python.exists():
-        pytest.skip(f'baseline panoptes-utils 0.2.29 is not installed in {BASELINE_VENV}')
-    done = subprocess.run([str(python), '-c', BASELINE_SCRIPT, str(fits_frame), what],
-                          capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.splitlines()[-1])
+@pytest.fixture(scope='module')
+def baseline(fits_frame):
+    """0.2.29 with the frame loaded: ``baseline.ask(what)`` times one call of it."""
+    worker = BaselineWorker(BASELINE_SCRIPT, args=[fits_frame])
+    yield worker
+    worker.close()
+
+
+def against_baseline(benchmark, baseline, what: str, ours, rounds: int) -> float:
+    """Benchmark ``ours``, one baseline call of ``what`` before each round; the baseline's median."""
+    return alternate(benchmark, ours, lambda: float(baseline.ask(what)), rounds=rounds)
 
 
 def record(benchmark, name, baseline_s=None, **extra):
@@ -111,18 +107,19 @@ def record(benchmark, name, baseline_s=None, **extra):
 
 
 @pytest.mark.benchmark(group='images-background')
-def test_get_rgb_background(benchmark, fits_frame):
+def test_get_rgb_background(benchmark, fits_frame, baseline):
     from panoptes_cli.images.bayer import get_rgb_background
     from panoptes_cli.images.fits import getdata
 
-    reference = baseline(fits_frame, 'background')
-    full = benchmark.pedantic(get_rgb_background, args=(fits_frame,), rounds=5,
-                              warmup_rounds=1)
+    baseline_s = against_baseline(benchmark, baseline, 'background',
+                                  lambda: get_rgb_background(fits_frame), rounds=5)
+    reference = json.loads(baseline.ask('background_levels'))
+    full = get_rgb_background(fits_frame)
     backs = get_rgb_background(fits_frame, return_separate=True)
     levels = [float(b.background_median) for b in backs]
     mean_error = float(abs(full.mean() - reference['mean']) / reference['mean'])
     level_errors = [abs(a - b) / b for a, b in zip(levels, reference['levels'])]
-    record(benchmark, 'get_rgb_background', reference['median_s'],
+    record(benchmark, 'get_rgb_background', baseline_s,
            mean=float(full.mean()), baseline_mean=reference['mean'],
            mean_rel_error=mean_error, max_level_rel_error=max(level_errors))
     assert full.shape == getdata(fits_frame).shape
@@ -130,26 +127,16 @@ def test_get_rgb_background(benchmark, fits_frame):
     assert mean_error < 0.005 and max(level_errors) < 0.005
 
 
-@pytest.mark.benchmark(group='images-vollath_F4')
-def test_vollath_f4(benchmark, fits_frame):
-    from panoptes_cli.images.fits import getdata
-    from panoptes_cli.images.focus import vollath_F4
-
-    data = getdata(fits_frame)
-    reference = baseline(fits_frame, 'vollath_F4')
-    benchmark.pedantic(vollath_F4, args=(data,), rounds=15, warmup_rounds=1)
-    record(benchmark, 'vollath_F4', reference['median_s'])
-
-
-@pytest.mark.benchmark(group='images-get_rgb_data')
-def test_get_rgb_data(benchmark, fits_frame):
-    from panoptes_cli.images.bayer import get_rgb_data
+@pytest.mark.parametrize('name', ['vollath_F4', 'get_rgb_data'])
+def test_on_the_data(benchmark, fits_frame, baseline, name):
+    from panoptes_cli.images import bayer, focus
     from panoptes_cli.images.fits import getdata
 
+    function = {'vollath_F4': focus.vollath_F4, 'get_rgb_data': bayer.get_rgb_data}[name]
     data = getdata(fits_frame)
-    reference = baseline(fits_frame, 'get_rgb_data')
-    benchmark.pedantic(get_rgb_data, args=(data,), rounds=15, warmup_rounds=1)
-    record(benchmark, 'get_rgb_data', reference['median_s'])
+    benchmark.group = f'images-{name}'
+    record(benchmark, name, against_baseline(benchmark, baseline, name, lambda: function(data),
+                                             rounds=15))
 
 
 @pytest.mark.benchmark(group='images-cr2_to_fits')

@@ -14,7 +14,6 @@ import json
 import os
 import queue
 import select
-import shutil
 import signal
 import statistics
 import subprocess
@@ -24,6 +23,8 @@ import time
 import tty
 
 import pytest
+
+from benchmarks.conftest import ours_bin
 
 LINE_BYTES = 200
 DEVICE_BAUD = 115200
@@ -130,7 +131,7 @@ def measure_listener(argv_for_port, lines=LINES_PER_ROUND) -> dict:
 
 
 def panoptes_listen(port):
-    return [shutil.which('panoptes'), 'serial', 'listen', port, '--baudrate', str(DEVICE_BAUD)]
+    return [ours_bin('panoptes'), 'serial', 'listen', port, '--baudrate', str(DEVICE_BAUD)]
 
 
 @pytest.mark.benchmark(group='serial-listen')
@@ -178,7 +179,7 @@ def report_rates(read_fd, reports: int, deadline: float = 30.0) -> list[float]:
 
 @pytest.mark.benchmark(group='serial-simulate')
 def test_simulator_rate_is_9600_baud(benchmark):
-    simulator = subprocess.Popen([shutil.which('panoptes'), 'serial', 'simulate', '--pty'],
+    simulator = subprocess.Popen([ours_bin('panoptes'), 'serial', 'simulate', '--pty'],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         port = json.loads(simulator.stdout.readline())['port']
