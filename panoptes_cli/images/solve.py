@@ -11,11 +11,13 @@ and :func:`get_wcsinfo` reads a solution back. The manual documents them under
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import re
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from panoptes_cli.error import IllegalValue, NotFound, PanError, SolveError
