@@ -230,6 +230,7 @@ def test_a_set_that_would_not_reload_is_refused(config_server_process, start_con
 def test_a_failed_save_leaves_memory_and_disk_unchanged(config_server_process, start_config_server):
     server = config_server_process
     assert server.post_json('/set-config', {'location.horizon': '40 deg'})[0] == 200
+    before = server.get('location.horizon')
     saved = server.local_file.read_text()
     # A directory where the local file goes makes every save fail (as a full disk would).
     aside = server.local_file.with_name('aside.yaml')
@@ -239,7 +240,7 @@ def test_a_failed_save_leaves_memory_and_disk_unchanged(config_server_process, s
     assert status == 500
     assert answer['msg'].startswith('location.horizon, new.key not set: cannot save to')
     # Before: applied in memory though not saved, so a restart silently undid it.
-    assert server.get('location.horizon') == '40 deg'
+    assert server.get('location.horizon') == before == '40.0 deg'
     assert server.get('new.key') is None
     assert not [path for path in server.config_file.parent.iterdir() if 'tmp' in path.name]
     server.local_file.rmdir()
