@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from panoptes_cli.error import IllegalValue, PanError
+from panoptes_cli.runner import Outcome
 
 SCHEDULER_VARIABLE = 'PANOPTES_DASK_SCHEDULER'
 DEFAULT_PORT = 8786
@@ -89,10 +90,9 @@ class DaskRunner:
         mid-task has its tasks rerun elsewhere by Dask; each item is yielded
         exactly once.
         """
-        import queue
         import threading
 
-        from distributed import Client
+        from distributed import Client, as_completed
 
         try:
             client = Client(self.address, timeout=CONNECT_TIMEOUT, set_as_default=False)
@@ -100,51 +100,53 @@ class DaskRunner:
             raise ClusterError(f'Dask scheduler {redact(self.address)}: cannot connect: '
                                f'{exc or type(exc).__name__}; is `dask scheduler` running there?'
                                ) from exc
-        finished: queue.Queue = queue.Queue()
-        pending: dict = {}
-        stop = threading.Event()
+        # Results are fetched in batches as tasks finish (one round trip per future is slow).
+        finished = as_completed(loop=client.loop, with_results=True, raise_errors=False)
+        feed = _Feed(items={}, unrunnable=[], problem=[], changed=threading.Event(),
+                     stop=threading.Event(), done=threading.Event())
         try:
             self._wait_for_a_worker(client)
             workers = self._capable_workers(client)
-            feeder = threading.Thread(
-                target=self._submit_all, daemon=True, name='dask-submit',
-                args=(client, function, items, workers, pending, finished, stop))
-            feeder.start()
-            yielded, total = 0, None
-            while total is None or yielded < total:
-                message = finished.get()
-                if isinstance(message, _AllSubmitted):
-                    total = message.count
-                elif isinstance(message, BaseException):
-                    raise message
-                else:
-                    yielded += 1
-                    yield _outcome(pending.pop(message, None), message)
+            threading.Thread(target=self._submit_all, daemon=True, name='dask-submit',
+                             args=(client, function, items, workers, finished, feed)).start()
+            while True:
+                fed_all = feed.done.is_set()
+                for future, value in finished:
+                    yield _outcome(feed.items.pop(future), future, value)
+                while feed.unrunnable:
+                    yield feed.unrunnable.pop()
+                if feed.problem:
+                    raise feed.problem[0]
+                if fed_all and finished.is_empty():
+                    return
+                feed.changed.wait()
+                feed.changed.clear()
         finally:
-            stop.set()
-            if pending:
-                client.cancel(list(pending), force=True)
+            feed.stop.set()
+            if feed.items:
+                client.cancel(list(feed.items), force=True)
             client.close()
 
-    def _submit_all(self, client, function, items, workers, pending, finished, stop):
-        """Submit each item as it is read; report reading errors; say when all are in."""
-        count = 0
+    def _submit_all(self, client, function, items, workers, finished, feed):
+        """Submit each item as it is read (a pipe streams); say when all are in."""
         try:
             for item in items:
-                if stop.is_set():
+                if feed.stop.is_set():
                     return
-                count += 1
                 if workers == []:
-                    finished.put(_Unrunnable(item, self._none_capable(item)))
-                    continue
-                future = client.submit(_run_on_worker, function, os.path.abspath(item),
-                                       pure=False, workers=workers, allow_other_workers=False)
-                pending[future] = item
-                future.add_done_callback(finished.put)
+                    feed.unrunnable.append(Outcome(item, error=self._none_capable(item)))
+                else:
+                    future = client.submit(_run_on_worker, function, os.path.abspath(item),
+                                           pure=False, workers=workers,
+                                           allow_other_workers=False)
+                    feed.items[future] = item
+                    finished.add(future)
+                feed.changed.set()
         except BaseException as exc:  # noqa: BLE001 - reading items failed: tell the consumer
-            finished.put(exc)
-        else:
-            finished.put(_AllSubmitted(count))
+            feed.problem.append(exc)
+        finally:
+            feed.done.set()
+            feed.changed.set()
 
     def _wait_for_a_worker(self, client) -> None:
         """Wait until the cluster has a worker (one started with the batch may still be joining)."""
@@ -175,34 +177,27 @@ class DaskRunner:
         return capable
 
 
-class _AllSubmitted(NamedTuple):
-    """Every item has been read and dispatched: this many results will come."""
+class _Feed(NamedTuple):
+    """What the submitting thread shares with the consumer of results."""
 
-    count: int
-
-
-class _Unrunnable(NamedTuple):
-    """An item no worker can run, reported without a task."""
-
-    item: str
-    error: BaseException
+    items: dict  # future -> the item as the caller spelled it
+    unrunnable: list  # Outcomes of items no worker can run
+    problem: list  # the exception that stopped reading the items
+    changed: Any  # threading.Event: something was added
+    stop: Any  # threading.Event: the consumer went away
+    done: Any  # threading.Event: every item was read
 
 
-def _outcome(item: str | None, future):
+def _outcome(item: str, future, value) -> Outcome:
     """Turn a finished future into the caller's Outcome, paths spelled as the caller did."""
-    from panoptes_cli.runner import Outcome
-
-    if isinstance(future, _Unrunnable):
-        return Outcome(future.item, error=future.error)
     if future.status == 'error':
         # The worker died running it too often (KilledWorker), or Dask itself failed.
-        exc = future.exception()
-        return Outcome(item, error=ClusterError(f'{item}: {type(exc).__name__}: {exc}'))
-    value, error = future.result()
+        return Outcome(item, error=ClusterError(f'{item}: {type(value).__name__}: {value}'))
+    result, error = value
     absolute = os.path.abspath(item)
     if error is not None:
         return Outcome(item, error=_respelled_error(error, absolute, item))
-    return Outcome(item, value=_respelled(value, absolute, item))
+    return Outcome(item, value=_respelled(value=result, absolute=absolute, item=item))
 
 
 def _missing_programs(programs: list[str]) -> list[str]:

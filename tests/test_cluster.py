@@ -230,3 +230,28 @@ def test_solve_on_the_cluster_gives_the_local_results_and_wcs(dask_cluster, data
         reference = getheader(tmp_path / 'local' / f'frame{number}.fits')
         for keyword in ('CTYPE1', 'CRVAL1', 'CRVAL2', 'CRPIX1', 'CD1_1', 'CD2_2'):
             assert solved[keyword] == reference[keyword]
+
+
+def test_ctrl_c_cancels_the_tasks_not_done(dask_cluster, data_copy, shared_data):
+    import signal
+    import subprocess
+    import time
+
+    from distributed import Client
+
+    names = [str(data_copy('unsolved.fits', f'frame{number}.fits')) for number in range(12)]
+    process = subprocess.Popen(
+        [shutil.which('panoptes'), 'fits', 'solve', '--scheduler', dask_cluster.address,
+         '--index-dir', str(shared_data / 'astrometry'), *names],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = process.stdout.readline()  # one file solved: the batch is under way
+    assert first.startswith('{')
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert 'Traceback' not in stderr
+    with Client(dask_cluster.address, set_as_default=False) as client:
+        deadline = time.monotonic() + 30
+        while any(client.processing().values()) or client.who_has():
+            assert time.monotonic() < deadline, client.processing()
+            time.sleep(0.2)
