@@ -64,7 +64,7 @@ class BadSerialConnection(PanError):
 
 
 class ArduinoDataError(PanError):
-    """PanError raised when there is something very wrong with Arduino information."""
+    """An Arduino board sent data that makes no sense."""
 
 
 class IllegalValue(PanError, ValueError):
@@ -141,7 +141,7 @@ class NotFound(PanError):
 
 
 class InvalidObservation(NotFound):
-    """PanError raised if a field is invalid."""
+    """An observation field that cannot be used."""
 
 
 class CameraNotFound(NotFound):

@@ -41,14 +41,14 @@ def timestamp() -> str:
 
 
 def get_serial_port_info(include_links: bool = False) -> list:
-    """Returns the serial ports defined on the system, sorted by device name.
+    """List this machine's serial ports in device-name order.
 
     Args:
         include_links: Also list symbolic links to ports (``/dev/serial/by-id/...``).
 
     Returns:
-        a list of PySerial's ListPortInfo objects. See:
-        https://github.com/pyserial/pyserial/blob/master/serial/tools/list_ports_common.py
+        pyserial ``ListPortInfo`` objects (``device``, ``description``, ``hwid``,
+        ``serial_number``...), as ``serial.tools.list_ports.comports`` gives them.
     """
     return sorted(comports(include_links=include_links), key=operator.attrgetter('device'))
 
@@ -84,25 +84,22 @@ def list_serial_ports(include_links: bool = False) -> list[dict]:
 
 
 class SerialData:
-    """SerialData wraps a PySerial instance for reading from and writing to a serial device.
+    """A line-oriented connection to a serial device (or any pyserial URL) that may come and go.
 
-    Because POCS is intended to be very long running, and hardware may be
-    turned off when unused or to force a reset, this wrapper may or may not
-    have an open connection to the underlying serial device. Note that for
-    most devices, ``is_connected`` will return true if the device is turned
-    off/unplugged after a connection is opened; the code will only discover
-    there is a problem when we attempt to interact with the device.
+    An observatory runs for months and its devices get power-cycled or unplugged, so
+    the connection comes and goes: a ``SerialData`` may exist with no open port. Most
+    devices that vanish after the port was opened still look connected
+    (``is_connected`` stays True); the failure only shows at the next read or write.
 
     >>> import serial
 
-    # Register our serial simulators
+    # Let pyserial find the simulated devices
     >>> serial.protocol_handler_packages.append('panoptes_cli.serial_handlers')
     >>> from panoptes_cli.serial_handlers import protocol_buffers as pb
 
-    # Import our serial utils
     >>> from panoptes_cli.rs232 import SerialData
 
-    # Connect to our fake buffered device
+    # A device whose input the test writes
     >>> device_listener = SerialData(port='buffers://')
 
     # Note: A manual reset is no longer required (the buffers start empty),
@@ -137,27 +134,25 @@ class SerialData:
     def __init__(self, port: str | None = None, baudrate: int = 115200, name: str | None = None,
                  timeout: float | None = 2.0, open_delay: float = 0.0, retry_limit: int = 5,
                  retry_delay: float = 0.5, **kwargs):
-        """Create a ``SerialData`` instance and attempt to open a connection.
+        """Set up the port and try to open it.
 
-        The device need not exist at the time this is called, in which case
-        ``is_connected`` will be false.
+        A device that is not there yet is no error: ``is_connected`` is then False
+        and :meth:`connect` can be tried again later.
 
         Args:
-            port: The port (e.g. ``/dev/tty123`` or ``socket://host:port``) to
-                which to open a connection.
-            baudrate: For true serial lines (e.g. RS-232), sets the baud rate of
-                the device.
-            name: Name of this object. Defaults to the name of the port.
-            timeout (float, optional): Timeout in seconds for both read and write.
-                Defaults to 2.0.
-            open_delay: Seconds to wait after opening the port.
-            retry_limit: Number of times to try ``readline()`` calls in ``read()``.
-            retry_delay: Delay between ``readline()`` calls in ``read()``.
+            port: A device path (``/dev/ttyACM0``) or any pyserial URL
+                (``socket://host:port``, ``arduinosimulator://...``).
+            baudrate: Line speed, for real serial lines.
+            name: What logs call this connection; the port by default.
+            timeout (float, optional): Seconds a read or a write may wait, default 2.0.
+            open_delay: Seconds to let the device settle once the port opens.
+            retry_limit: How many empty reads :meth:`read` tries before giving up.
+            retry_delay: Seconds :meth:`read` waits between those tries.
             **kwargs: Ignored, for compatibility.
 
         Raises:
-            ValueError: If the serial parameters are invalid (e.g. a negative baudrate)
-                or no port is given.
+            ValueError: No port, an unknown URL, or settings pyserial refuses
+                (a negative baud rate...).
         """
         if not port:
             raise ValueError('SerialData needs a port, e.g. /dev/ttyACM0 or '
@@ -170,15 +165,11 @@ class SerialData:
             self.ser = serial.serial_for_url(port, do_not_open=True)
         except serial.SerialException as err:
             raise ValueError(f'{port}: {err}') from None
-        self.ser.baudrate = baudrate
-        self.ser.bytesize = serial.EIGHTBITS
-        self.ser.parity = serial.PARITY_NONE
-        self.ser.stopbits = serial.STOPBITS_ONE
-        self.ser.timeout = timeout
-        self.ser.write_timeout = timeout
-        self.ser.xonxoff = False
-        self.ser.rtscts = False
-        self.ser.dsrdtr = False
+        # 8N1 with no flow control, the same wait for reads and writes.
+        self.ser.apply_settings(dict(
+            baudrate=baudrate, bytesize=serial.EIGHTBITS, parity=serial.PARITY_NONE,
+            stopbits=serial.STOPBITS_ONE, timeout=timeout, write_timeout=timeout,
+            xonxoff=False, rtscts=False, dsrdtr=False))
         try:
             self.ser.open()
         except (serial.SerialException, OSError) as err:
@@ -195,14 +186,14 @@ class SerialData:
 
     @property
     def is_connected(self) -> bool:
-        """True if serial port is open, False otherwise."""
+        """Whether the port is open now (a vanished device may still count as open)."""
         return self.ser.is_open
 
     def connect(self) -> None:
-        """If disconnected, then connect to the serial port.
+        """Open the port unless it is open already.
 
         Raises:
-            error.BadSerialConnection if unable to open the connection.
+            BadSerialConnection: The port would not open.
         """
         if self.is_connected:
             return
@@ -215,10 +206,10 @@ class SerialData:
         logger.debug('Serial connection established to {}', self.name)
 
     def disconnect(self) -> None:
-        """Closes the serial connection.
+        """Close the port.
 
         Raises:
-            error.BadSerialConnection if unable to close the connection.
+            BadSerialConnection: Closing failed, or the port stayed open.
         """
         with self._failing_as('closing'):
             self.ser.close()
@@ -244,21 +235,14 @@ class SerialData:
             return self.ser.write(data)
 
     def write(self, value: str) -> int:
-        """Write value (a string) after encoding as bytes."""
+        """Send a string, UTF-8 encoded; return how many bytes went out."""
         return self.write_bytes(value.encode())
 
     def read_bytes(self, size: int = 1) -> bytes:
-        """Reads size bytes from the serial port.
+        """Return up to ``size`` bytes from the device.
 
-        If a read timeout is set on ``self.ser``, this may return less characters
-        than requested. With no timeout it will block until the requested number
-        of bytes is read.
-
-        Args:
-            size: Number of bytes to read.
-
-        Returns:
-            Bytes read from the port.
+        Fewer come back when the port's timeout runs out first; with a timeout of
+        None the call waits for all of them.
         """
         self._check_connected()
         with self._failing_as('reading from'):
@@ -275,10 +259,10 @@ class SerialData:
             return self.ser.read(max(1, self.ser.in_waiting))
 
     def read(self, retry_limit: int | None = None, retry_delay: float | None = None) -> str:
-        """Reads next line of input using readline.
+        """Return the next line the device sends, as text.
 
-        If no response is given, delay for ``retry_delay`` and then try to read
-        again. Fail after ``retry_limit`` attempts, returning ``''``. Bytes that
+        An empty read is tried again after ``retry_delay`` seconds, up to
+        ``retry_limit`` times in all; then ``''`` comes back. Bytes that
         are not ASCII are shown as ``\\xNN`` escapes (0.2.29 raised
         UnicodeDecodeError).
         """
@@ -295,18 +279,17 @@ class SerialData:
         return ''
 
     def get_reading(self) -> tuple[str, str]:
-        """Reads and returns a line, along with the timestamp of the read.
+        """Return ``(when, line)``: the next line and the moment it was complete.
 
         Returns:
-            A pair (tuple) of (timestamp, line). The timestamp is the time of
-            completion of the readline operation, ISO-8601 UTC (0.2.29 gave
+            ``when`` is ISO-8601 UTC with milliseconds (0.2.29 gave
             e.g. ``2020-01-01T12:00:00 GMT``, which is not ISO-8601).
         """
         line = self.read()
         return timestamp(), line
 
     def get_and_parse_reading(self, retry_limit: int = 5) -> tuple[str, Any] | None:
-        """Reads a line of JSON text and returns the decoded value, along with the current time.
+        """Return ``(when, value)`` for the next line that holds JSON, skipping others.
 
         >>> from panoptes_cli.serial_handlers import protocol_buffers as pb
         >>> pb.ResetBuffers(b'{"humid\\n{"humidity": 42.5, "temp": "12.5 deg"}\\n')
@@ -315,12 +298,11 @@ class SerialData:
         {'humidity': 42.5, 'temp': <Quantity 12.5 deg>}
 
         Args:
-            retry_limit: Number of lines to read in an attempt to get one that parses as JSON.
+            retry_limit: How many lines to try before giving up.
 
         Returns:
-            A pair (tuple) of (timestamp, decoded JSON line), or None if no line
-            parsed. The timestamp is the time of completion of the readline
-            operation. Values are decoded by :func:`panoptes_cli.serializers.from_json`.
+            ``when`` as for :meth:`get_reading`, the value as
+            :func:`panoptes_cli.serializers.from_json` reads it; None if no line was JSON.
         """
         for _ in range(max(1, retry_limit)):
             when, line = self.get_reading()
@@ -333,13 +315,10 @@ class SerialData:
         return None
 
     def reset_input_buffer(self) -> None:
-        """Clear buffered data from connected port/device.
+        """Throw away what the device sent and nobody has read yet.
 
-        Note that Wilfred reports that the input from an Arduino can seriously
-        lag behind realtime (e.g. 10 seconds), and that ``clear_buffer`` may
-        exist for that reason (i.e. toss out any buffered input from a device,
-        and then read the next full line, which likely requires tossing out a
-        fragment of a line).
+        An Arduino's output can pile up seconds behind; dropping it and reading the
+        next whole line (the first one may be a fragment) gives a fresh reading.
         """
         self.ser.reset_input_buffer()
 

@@ -132,7 +132,7 @@ def _seconds(duration) -> float:
 
 
 class CountdownTimer:
-    """Simple timer object for tracking whether a time duration has elapsed.
+    """Tell whether a given duration has passed since the timer (re)started.
 
     >>> timer = CountdownTimer(0.05)
     >>> timer.expired()
@@ -161,7 +161,7 @@ class CountdownTimer:
         return f'CountdownTimer(duration={self.duration}, time_left={self.time_left():.2f})'
 
     def expired(self) -> bool:
-        """Return a boolean, telling if the timeout has expired."""
+        """True once the duration has passed (never for a timer of None)."""
         return self.time_left() <= 0
 
     def time_left(self):
@@ -179,7 +179,7 @@ class CountdownTimer:
         logger.debug(f'Restarting Timer ({kind}) {self.time_left():.02f}/{self.duration:.02f}')
 
     def sleep(self, max_sleep=None) -> bool:
-        """Sleep until the timer expires, or for max_sleep, whichever is sooner.
+        """Sleep until the timer runs out, or ``max_sleep`` seconds if that comes first.
 
         Returns:
             bool: True if slept for less than ``time_left()``, False otherwise.

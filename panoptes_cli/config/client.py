@@ -187,11 +187,10 @@ def _warn(message: str) -> None:
 
 def get_config(key=None, host=None, port=None, endpoint='get-config', parse=True, default=None,
                verbose=True, strict=False):
-    """Get a config item from the config server.
+    """Ask the config server for one value (or the whole config).
 
-    Return the config entry for the given key. If key=None (default), return
-    the entire config. Nested keys are dotted, with list indexes:
-    ``cameras.devices[1].model``.
+    ``key`` is dotted, with list indexes (``cameras.devices[1].model``); None asks
+    for everything.
 
     Examples (the server here serves the bundled default unit config):
 
@@ -244,15 +243,13 @@ def get_config(key=None, host=None, port=None, endpoint='get-config', parse=True
 
     Args:
         key (str): The key to get, see Examples; None for the whole config.
-        host (str, optional): The config server host. First checks for
-            PANOPTES_CONFIG_HOST env var, defaults to 'localhost'.
-        port (str or int, optional): The config server port. First checks for
-            PANOPTES_CONFIG_PORT env var, defaults to 6563.
-        endpoint (str, optional): The relative url endpoint to use for getting
-            the config items, default 'get-config'. See :func:`server_is_running`.
-        parse (bool, optional): If response should be parsed by
-            :func:`panoptes_cli.serializers.from_json`, default True. With False,
-            the JSON text is returned.
+        host (str, optional): Server host; else $PANOPTES_CONFIG_HOST, else 'localhost'.
+        port (str or int, optional): Server port; else $PANOPTES_CONFIG_PORT, else 6563.
+        endpoint (str, optional): Which of the server's paths to ask, default
+            'get-config' (:func:`server_is_running` asks 'heartbeat').
+        parse (bool, optional): Turn the answer into Python objects (Quantities, dates)
+            with :func:`panoptes_cli.serializers.from_json`, default True; with False,
+            return the JSON text.
         default (optional): What to return if the key is missing, default None.
         verbose (bool, optional): Log at debug rather than trace level, default True.
         strict (bool, optional): Raise when the server cannot be reached or refuses
@@ -283,11 +280,10 @@ def get_config(key=None, host=None, port=None, endpoint='get-config', parse=True
 
 
 def set_config(key, new_value, host=None, port=None, parse=True, strict=False):
-    """Set config item in config server.
+    """Send ``{key: new_value}`` to the config server, which sets it.
 
-    Given a ``key`` entry, update the config to match. The ``key`` is a dotted
-    string with list indexes, see :func:`get_config`. Missing parent entries
-    are created. The server answers once the value is set (and, if it saves
+    ``key`` is dotted, as for :func:`get_config`; missing parent mappings are
+    created. The server answers once the value is set (and, if it saves
     local changes, once they are on disk).
 
     Examples:
@@ -328,12 +324,10 @@ def set_config(key, new_value, host=None, port=None, parse=True, strict=False):
     >>> del os.environ['PANOPTES_CONFIG_HOST'], os.environ['PANOPTES_CONFIG_PORT']
 
     Args:
-        key (str): The key to update, see Examples in :func:`get_config` for details.
-        new_value (scalar/object): The new value for the key, can be any serializable object.
-        host (str, optional): The config server host. First checks for
-            PANOPTES_CONFIG_HOST env var, defaults to 'localhost'.
-        port (str or int, optional): The config server port. First checks for
-            PANOPTES_CONFIG_PORT env var, defaults to 6563.
+        key (str): The dotted key to set (as for :func:`get_config`).
+        new_value (scalar/object): Anything :func:`panoptes_cli.serializers.to_json` can write.
+        host (str, optional): As for :func:`get_config`.
+        port (str or int, optional): As for :func:`get_config`.
         parse (bool, optional): Turn the answer's values back into Python objects
             (Quantities, dates) with :func:`panoptes_cli.serializers.from_json`,
             default True. With False, the values stay as plain JSON gives them.

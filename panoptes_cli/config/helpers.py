@@ -362,7 +362,7 @@ def _flat_items(config: dict, prefix: str = ''):
 
 
 def parse_config_directories(directories: dict, must_exist: bool = False) -> dict:
-    """Parse the config dictionary for common objects.
+    """Make the relative directories of a ``directories`` mapping absolute, under its ``base``.
 
     Given a ``base`` entry that is an absolute directory path, prepend it to
     every other relative directory entry. With ``must_exist=True``, an entry is

@@ -874,7 +874,7 @@ def _serve_in_process(connection, options: dict) -> None:
 
 def config_server(config_file=None, host=None, port=None, load_local=True, save_local=False,
                   auto_start=True, access_logs=None, error_logs='logger', allow_hosts=()):
-    """Start the config server in a separate process.
+    """Run a config server in a child process.
 
     Returns once the server accepts connections; if it cannot start (a bad
     config file, the port in use) the reason is raised here instead of the
@@ -901,8 +901,8 @@ def config_server(config_file=None, host=None, port=None, load_local=True, save_
             PANOPTES_CONFIG_HOST env var, defaults to 127.0.0.1 (loopback only).
         port (str or int, optional): The port. First checks for PANOPTES_CONFIG_PORT
             env var, defaults to 6563; 0 picks a free port.
-        load_local (bool, optional): If local config files should be used when loading, default True.
-        save_local (bool, optional): If setting new values should auto-save to local file, default False.
+        load_local (bool, optional): Merge the ``_local`` files over the config, default True.
+        save_local (bool, optional): Save each set's changes to the ``_local`` file, default False.
         auto_start (bool, optional): Start the process and wait until it serves,
             default True. Otherwise the caller starts it (and can wait for
             :func:`panoptes_cli.config.client.server_is_running`).
@@ -916,7 +916,7 @@ def config_server(config_file=None, host=None, port=None, load_local=True, save_
             are always allowed (see :class:`RequestGuard`).
 
     Returns:
-        multiprocessing.Process: The process running the config server.
+        multiprocessing.Process: the child, with ``host``, ``port`` and ``url``.
 
     Raises:
         InvalidConfig: If the config file is missing or invalid (naming file and line).

@@ -143,20 +143,19 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
     # The documented interface.
 
     def insert_current(self, collection, obj, store_permanently=True) -> str:
-        """Insert an object into both the *current* collection and the collection provided.
+        """Make ``obj`` the current record of ``collection``, and by default store it there too.
 
-        The same record, with the same id, becomes the current one and (when
-        ``store_permanently``) joins the collection. (panoptes-utils 0.2.29's
-        file store wrapped it a second time under another id.)
+        One record with one id serves both: it is what :meth:`get_current` returns and
+        (when ``store_permanently``) one more record of the collection. (panoptes-utils
+        0.2.29's file store wrapped it a second time under another id.)
 
         Args:
-            collection (str): Name of valid collection within the db.
-            obj (dict or str): Object to be inserted.
-            store_permanently (bool): Whether to also update the collection,
-                defaults to True.
+            collection (str): The collection's name.
+            obj (dict or str): The data to record.
+            store_permanently (bool): Also add it to the collection's history, default True.
 
         Returns:
-            str: identifier of the inserted record.
+            str: The new record's id.
 
         Raises:
             panoptes_cli.error.InvalidSerialization: If ``obj`` cannot be written
@@ -220,7 +219,7 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
                 and datetimes (default), or leave the record as stored.
 
         Returns:
-            dict|None: Current object of the collection or None.
+            dict|None: The collection's current record, or None if it has none.
         """
         record = self._current_record(validate_name(collection))
         if record is None or not parse:

@@ -63,19 +63,17 @@ _BLOCK_SIZE = 1 << 20
 
 
 class PanFileDB(AbstractPanDB):
-    """Stores collections as files of JSON records."""
+    """One JSON-lines file per collection, in a directory per database."""
 
     def __init__(self, db_name='panoptes', storage_dir='json_store', create=True, **kwargs):
-        """Flat file storage for json records.
+        """Open (or make) a store of JSON-lines files, one file per collection.
 
-        This will simply store each json record inside a file corresponding
-        to the type. Each entry will be stored in a single line.
+        Every record is one line of JSON appended to its collection's file.
 
         Args:
-            db_name (str, optional): Name of the database containing the collections.
-            storage_dir (str, optional): The name of the directory in $PANDIR where
-                the database files will be stored. Default is ``json_store`` for
-                backwards compatibility.
+            db_name (str, optional): The database: a directory holding its collections.
+            storage_dir (str, optional): Where databases live, relative to $PANDIR
+                (else the per-user data directory); ``json_store`` as in 0.2.29.
             create (bool, optional): Create the store if it does not exist
                 (default); with False, raise NotFound instead.
         """
@@ -88,10 +86,10 @@ class PanFileDB(AbstractPanDB):
         os.makedirs(self.storage_dir, exist_ok=True)
 
     def clear_current(self, record_type):
-        """Clears the current record of the given type.
+        """Forget the current record of one collection.
 
         Args:
-            record_type (str): The record type, e.g. 'weather', 'environment', etc.
+            record_type (str): the collection, such as 'weather', 'environment', etc.
         """
         super().clear_current(record_type)
 

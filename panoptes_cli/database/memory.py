@@ -28,22 +28,21 @@ _DATE_THEN_SEQ = itemgetter(0, 1)
 
 
 class PanMemoryDB(AbstractPanDB):
-    """In-memory store of serialized objects.
+    """A store that lives in this process only, for tests and short-lived tools.
 
-    We serialize the objects in order to test the same code path used
-    when storing in an external database.
+    Records are kept as JSON text, not as the objects given, so what comes back
+    has been through the same serialization as in the stores on disk.
     """
 
     active_dbs = weakref.WeakValueDictionary()
 
     @classmethod
     def get_or_create(cls, db_name=None, **kwargs):
-        """Returns the named db, creating if needed.
+        """Return the memory store called ``db_name``, making it the first time.
 
-        This method exists because PanDB gets called multiple times for
-        the same database name. With a file store where the storage is
-        external from the instance, that is not a problem, but with
-        PanMemoryDB the instance is the store, so the instance must be shared.
+        Every ``PanDB(db_type='memory', db_name=...)`` for one name must see the same
+        records, and here the object itself holds them, so one object per name is
+        shared (the stores on disk need no such thing: their files are shared).
         """
         with _registry_lock:
             db = cls.active_dbs.get(db_name)
@@ -64,7 +63,7 @@ class PanMemoryDB(AbstractPanDB):
         self.current = {}
 
     def clear_current(self, entry_type):
-        """Clear the current record of a certain type
+        """Forget the current record of one collection
 
         Args:
             entry_type (str): The type of entry in the current collection that

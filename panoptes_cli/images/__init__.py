@@ -57,13 +57,12 @@ def crop_data(data, box_width: int = 200, center=None, data_only: bool = True, w
 
     Args:
         data (numpy.ndarray): Array of data.
-        box_width (int, optional): Size of box width in pixels, defaults to 200px.
+        box_width (int, optional): Side of the square cut out, in pixels, default 200.
         center (tuple(int, int), optional): Crop around this (x, y) position, default the
             image center.
-        data_only (bool, optional): If True (default), return only data. If False return
-            the ``Cutout2D`` object.
-        wcs (None or astropy.wcs.WCS, optional): A World Coordinate System that will be
-            cropped along with the data if provided.
+        data_only (bool, optional): Return only the pixels (default); with False, the
+            ``Cutout2D`` object.
+        wcs (None or astropy.wcs.WCS, optional): A WCS to cut along with the pixels.
         **kwargs: Passed to ``astropy.nddata.Cutout2D`` (e.g. ``mode``).
 
     Returns:
@@ -92,7 +91,7 @@ def crop_data(data, box_width: int = 200, center=None, data_only: bool = True, w
 
 def mask_saturated(data, saturation_level=None, threshold: float = 0.9, bit_depth=None,
                    dtype=None):
-    """Convert data to a masked array with saturated values masked.
+    """Return the data as a masked array hiding the saturated pixels.
 
     >>> import numpy as np
     >>> from astropy import units as u
@@ -118,16 +117,15 @@ def mask_saturated(data, saturation_level=None, threshold: float = 0.9, bit_dept
     panoptes_cli.error.IllegalValue: IllegalValue: bit_depth must have units of bits or bits/pixel, got <Quantity 12. m>
 
     Args:
-        data (array_like): The numpy data array.
-        saturation_level (scalar, optional): The saturation level. If not given then the
-            saturation level will be set to threshold times the maximum pixel value.
-        threshold (float, optional): The fraction of the maximum pixel value to use as
-            the saturation level, default 0.9.
-        bit_depth (astropy.units.Quantity or int, optional): The effective bit depth of the
-            data. If given the maximum pixel value will be assumed to be 2**bit_depth - 1,
-            otherwise it is inferred from the data type of the data.
-        dtype (numpy.dtype, optional): The requested dtype for the masked array. If not
-            given the dtype of the masked array will be same as data.
+        data (array_like): The pixels.
+        saturation_level (scalar, optional): Mask pixels at or above this value; when
+            absent, ``threshold`` times the largest value a pixel can hold.
+        threshold (float, optional): That fraction, default 0.9.
+        bit_depth (astropy.units.Quantity or int, optional): Bits per pixel the camera
+            really uses, so the largest value is ``2**bit_depth - 1``; by default the
+            data's integer type decides.
+        dtype (numpy.dtype, optional): Type of the returned masked array; the data's
+            own by default.
 
     Returns:
         numpy.ma.MaskedArray: The masked numpy array.

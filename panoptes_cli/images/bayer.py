@@ -148,7 +148,7 @@ def get_rgb_masks(data, separate_green: bool = False) -> np.ndarray:
 
 
 def get_pixel_color(x, y) -> str:
-    """Given a zero-indexed x,y position, return the corresponding color.
+    """Return the Bayer colour ('R', 'G1', 'G2' or 'B') at column ``x``, row ``y`` (from 0).
 
     See the module docstring for the RGGB pattern.
 
@@ -380,8 +380,8 @@ def get_rgb_background(fits_fn, box_size=(84, 84), filter_size=(3, 3), camera_bi
             which to compute the 2D background, default (84, 84).
         filter_size (tuple, optional): The filter size (in boxes) for determining the
             median, default (3, 3).
-        camera_bias (int, optional): The built-in camera bias, default 0. A zero camera bias
-            means the bias will be considered as part of the background.
+        camera_bias (int, optional): The camera's bias level, subtracted first; with the
+            default 0 the bias stays in the background.
         estimator (str, optional): One of 'mean' (default), 'median', 'mmm', 'sexb'.
         interpolator (str, optional): 'zoom' (cubic spline, the default and only choice).
         sigma (int, optional): The sigma on which to filter values, default 5.

@@ -474,20 +474,18 @@ def cr2_to_fits(cr2_fname: PathLike, fits_fname: PathLike | None = None, overwri
 
     Args:
         cr2_fname (str): Name of the CR2 file to be converted.
-        fits_fname (str, optional): Name of the FITS file to output. Default is None, in
-            which case the CR2's name with a ``.fits`` extension is used (the manual's
-            version replaced '.cr2' anywhere in the path and missed '.CR2').
-        overwrite (bool, optional): Overwrite existing FITS, default False.
+        fits_fname (str, optional): Where to write the FITS; by default the CR2's name
+            with a ``.fits`` suffix (the manual's version replaced '.cr2' anywhere in
+            the path and missed '.CR2').
+        overwrite (bool, optional): Replace an existing FITS, default False.
         headers (dict, optional): Observation information added to the FITS header as
             ``panoptes_cli.images.fits.update_observation_headers`` adds it.
-        fits_headers (dict, optional): Header data added to the FITS file without
-            filtering.
-        remove_cr2 (bool, optional): If CR2 should be removed after processing, default
-            False.
+        fits_headers (dict, optional): Cards written to the FITS header as they are.
+        remove_cr2 (bool, optional): Delete the CR2 once the FITS is complete, default False.
         **kwargs: ``decoder``, ``dcraw`` and ``timeout`` for :func:`read_cr2`; ``exiftool``.
 
     Returns:
-        str: The full path to the generated FITS file.
+        str: the FITS file's path.
 
     Raises:
         FileExistsError: The FITS exists and ``overwrite=False`` (the manual's version

@@ -18,13 +18,10 @@ from panoptes_cli.images.reading import read_image
 
 
 def focus_metric(data, merit_function: str | Callable = 'vollath_F4', **kwargs):
-    """Compute the focus metric.
+    """Return a figure of merit for how well ``data`` is focused.
 
-    Computes a focus metric on the given data using a supplied merit function.
-    The merit function can be passed either as the name of the function (must
-    be defined in this module) or as a callable object. Additional keyword
-    arguments for the merit function can be passed as keyword arguments to
-    this function.
+    ``merit_function`` is a function, or the name of one in this module
+    (``vollath_F4``); other keyword arguments go to it.
 
     >>> import numpy as np
     >>> from panoptes_cli.images.focus import focus_metric
@@ -47,7 +44,7 @@ def focus_metric(data, merit_function: str | Callable = 'vollath_F4', **kwargs):
         **kwargs: Passed to the merit function.
 
     Returns:
-        scalar: result of calling merit function on data
+        scalar: what the merit function returns
     """
     if isinstance(merit_function, str):
         function = _MERIT_FUNCTIONS.get(merit_function)

@@ -43,7 +43,7 @@ def get_palette(cmap: str = 'inferno'):
     ([0.0, 0.5, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0])
 
     Args:
-        cmap (str, optional): Colormap to use, default 'inferno'.
+        cmap (str, optional): Name of the matplotlib colormap, default 'inferno'.
 
     Returns:
         matplotlib.colors.Colormap: The colormap.

@@ -84,8 +84,7 @@ def make_pretty_image(fname: PathLike, title: str | None = None, timeout: float 
         timeout (int, optional): Timeout in seconds for decoding a CR2 with dcraw (when
             LibRaw cannot), default 15 seconds.
         img_type (None or str, optional): Image type of fname, one of '.cr2' or '.fits'
-            ('.fz' also). The default is ``None``, in which case the file extension of
-            fname is used.
+            ('.fz' also). By default the file's extension decides.
         link_path (None or str, optional): Path to location that image should be
             sym-linked. The directory must exist. An existing link there is replaced.
         **kwargs: ``jpg_fname`` (where to write the JPG instead), ``overwrite`` (default

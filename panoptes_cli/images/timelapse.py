@@ -86,14 +86,14 @@ def make_timelapse(directory: PathLike, fn_out: PathLike | None = None,
     FileExistsError: [Errno 17] File exists: '.../frames/frames.mp4'
 
     Args:
-        directory (str): Directory containing image files.
+        directory (str): Where the pictures are.
         fn_out (str, optional): Full path to output file name; default
             :func:`timelapse_path` of the directory.
-        glob_pattern (str, optional): A glob file pattern of images to include, default
-            '20[1-9][0-9]*T[0-9]*.jpg', which corresponds to the observation images but
-            excludes any pointing images. The pattern is relative to ``directory``.
-        overwrite (bool, optional): Overwrite timelapse if exists, default False.
-        timeout (int): Timeout for making movie, default 60 seconds.
+        glob_pattern (str, optional): Which files in ``directory`` become frames, default
+            '20[1-9][0-9]*T[0-9]*.jpg': the pretty pictures of the observations (named
+            by time), not the pointing images.
+        overwrite (bool, optional): Replace an existing movie, default False.
+        timeout (int): Seconds ffmpeg may take, default 60.
         **kwargs: ``fps`` (frames per second, default 3) and ``progress``, a callable
             given the number of frames encoded so far and the total, as ffmpeg's
             ``-progress`` output reports them.

@@ -39,16 +39,15 @@ def register() -> None:
 
 
 class NoOpSerial(serialutil.SerialBase):
-    """No-op implementation of PySerial's SerialBase.
+    """A serial device with nothing behind it: reads give nothing, writes vanish.
 
-    Provides no-op implementation of various methods that SerialBase expects
-    to have implemented by the sub-class. Can be used as is for a /dev/null
-    type of behavior: reads return nothing, writes are discarded.
+    It fills in every method ``SerialBase`` leaves to a real port, so the other
+    simulated devices here can start from it and override only what they need.
     """
 
     @property
     def in_waiting(self) -> int:
-        """The number of input bytes available to read immediately."""
+        """How many received bytes wait to be read: never any."""
         return 0
 
     def _check_open(self) -> None:
@@ -57,58 +56,36 @@ class NoOpSerial(serialutil.SerialBase):
             raise serialutil.PortNotOpenError()
 
     def open(self) -> None:
-        """Open port.
-
-        Raises:
-            SerialException if the port cannot be opened.
-        """
+        """Mark the port open; there is no device that could refuse."""
         self.is_open = True
 
     def close(self) -> None:
-        """Close port immediately."""
+        """Mark the port closed."""
         self.is_open = False
 
     def read(self, size: int = 1) -> bytes:
-        """Read size bytes.
-
-        If a timeout is set it may return fewer characters than requested.
-        With no timeout it will block until the requested number of bytes
-        is read.
-
-        Args:
-            size: Number of bytes to read.
-
-        Returns:
-            Bytes read from the port, of type 'bytes'.
+        """Return no bytes, at once, whatever ``size`` asks for.
 
         Raises:
-            SerialTimeoutException: In case a write timeout is configured for
-                the port and the time is exceeded.
+            PortNotOpenError: The port is closed.
         """
         self._check_open()
         return b''
 
     def write(self, data) -> int:
-        """Write data (discarded).
-
-        Args:
-            data: The data to write.
-
-        Returns:
-            Number of bytes written.
+        """Drop ``data`` and report that no byte went out.
 
         Raises:
-            SerialTimeoutException: In case a write timeout is configured for
-                the port and the time is exceeded.
+            PortNotOpenError: The port is closed.
         """
         self._check_open()
         return 0
 
     def reset_input_buffer(self) -> None:
-        """Remove any accumulated bytes from the device."""
+        """Drop what was received and not read: nothing here."""
 
     def reset_output_buffer(self) -> None:
-        """Remove any accumulated bytes not yet sent to the device."""
+        """Drop what was written and not sent: nothing here."""
 
     # SerialBase calls these when settings change; a device without hardware
     # lines has nothing to update.

@@ -88,13 +88,12 @@ def board_message(board: str) -> dict:
 
 
 class ArduinoSimulator:
-    """Simulates the serial behavior of the PANOPTES Arduino sketches.
+    """A PANOPTES Arduino board as its serial port sees it.
 
-    The RS-232 connection is simulated with an input and output queue of
-    bytes. :meth:`run` (called from a thread) generates a JSON report every
-    ``report_interval`` seconds and sends its bytes to ``json_queue`` in
-    chunks, paced to ``baudrate`` (8N1). Relay commands read from
-    ``relay_queue`` change the board's state, which the following reports show.
+    Two queues of bytes stand for the wire, one each way. In a thread, :meth:`run`
+    makes a JSON report every ``report_interval`` seconds and hands its bytes to
+    ``json_queue`` piece by piece, no faster than ``baudrate`` (8N1) allows. Relay
+    commands from ``relay_queue`` change the board's state; later reports show it.
     """
 
     def __init__(self, message: dict, relay_queue: queue.Queue, json_queue: queue.Queue,
@@ -103,15 +102,12 @@ class ArduinoSimulator:
         """Create the simulator; nothing happens until :meth:`run`.
 
         Args:
-            message: The message to be sent (millis and report_num will be added).
-            relay_queue: The queue.Queue instance from which relay command
-                bytes are read and acted upon. Elements are of type bytes.
-            json_queue: The queue.Queue instance to which json messages
-                (serialized to bytes) are written at ~9600 baud. Elements
-                are of type bytes (i.e. each element is a sequence of bytes of
-                length up to chunk_size).
-            chunk_size: The number of bytes to write to json_queue at a time.
-            stop: a threading.Event which is checked to see if run should stop executing.
+            message: The report's fields; each report adds ``millis`` and ``report_num``.
+            relay_queue: Where the host's relay commands arrive, as bytes objects.
+            json_queue: Where each report goes out as JSON bytes, in pieces of at
+                most ``chunk_size`` bytes, at the pace of ``baudrate``.
+            chunk_size: The largest piece put on ``json_queue`` at once.
+            stop: Set it to make :meth:`run` return.
             baudrate: The simulated line speed (8N1 framing).
             report_interval: Seconds between reports.
             cut_first_report: Drop a random number of leading bytes of the
@@ -151,7 +147,7 @@ class ArduinoSimulator:
         return {name: holder[name] for name, holder in self._relays}
 
     def run(self) -> None:
-        """Produce messages periodically and emit their bytes at a limited rate."""
+        """Until ``stop`` is set: make a report each interval and send it at the line's speed."""
         now = time.monotonic()
         self.start_time = now
         first = self.generate_next_message_bytes(now)
@@ -178,7 +174,7 @@ class ArduinoSimulator:
             self.read_relay_queue_until(next_time)
 
     def read_relay_queue_until(self, next_time: float) -> None:
-        """Read and process relay queue bytes until time for the next action."""
+        """Act on relay commands as they arrive, until ``next_time`` (monotonic seconds)."""
         while not self.stop.is_set():
             # Wake up at least every 0.1 s so that a stop request is seen promptly.
             remaining = min(next_time - time.monotonic(), 0.1)
@@ -230,7 +226,7 @@ class ArduinoSimulator:
         return True
 
     def output_next_chunk(self, now: float) -> None:
-        """Output one chunk of pending json bytes.
+        """Put the next piece of the report being sent on ``json_queue``.
 
         The next chunk is scheduled after the time this one takes on the wire,
         counted from this chunk's scheduled time (not from ``now``), so that
@@ -261,7 +257,7 @@ class ArduinoSimulator:
             self.next_chunk_time = now
 
     def generate_next_message_bytes(self, now: float) -> bytes:
-        """Generate the next message (report) from the simulated Arduino."""
+        """Return the next report as JSON bytes, numbered and stamped with the board's uptime."""
         self.report_num += 1
         self._update_readings()
         self.message['millis'] = int((now - self.start_time) * 1000)

@@ -92,7 +92,7 @@ class FakeArduinoSerialHandler(NoOpSerial):
 
     @property
     def is_config_ok(self) -> bool:
-        """Does the caller ask for the correct serial device config?"""
+        """True if the port is set as the boards expect: 9600 baud, 8N1, no hardware handshake."""
         ok = (self.baudrate == BAUDRATE and self.bytesize == serialutil.EIGHTBITS
               and self.parity == serialutil.PARITY_NONE
               and self.stopbits == serialutil.STOPBITS_ONE
@@ -109,7 +109,7 @@ class FakeArduinoSerialHandler(NoOpSerial):
 
     @property
     def in_waiting(self) -> int:
-        """The number of input bytes available to read immediately."""
+        """How many bytes of the board's reports can be read without waiting."""
         self._check_open()
         self._take_available()
         return len(self._input)
@@ -136,17 +136,11 @@ class FakeArduinoSerialHandler(NoOpSerial):
         return line
 
     def write(self, data) -> int:
-        """Write the bytes data to the port.
-
-        Args:
-            data: The data to write (bytes or bytearray instance).
-
-        Returns:
-            Number of bytes written.
+        """Send relay-command bytes to the simulated board; return how many it took.
 
         Raises:
-            SerialTimeoutException: In case a write timeout is configured for
-                the port and the time is exceeded.
+            TypeError: ``data`` is not bytes-like.
+            SerialTimeoutException: The board did not take them within ``write_timeout``.
         """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f'write takes bytes, not {type(data).__name__}')
@@ -160,7 +154,7 @@ class FakeArduinoSerialHandler(NoOpSerial):
 
     @property
     def out_waiting(self) -> int:
-        """The number of bytes in the output buffer."""
+        """How many bytes of relay commands the board has not taken yet."""
         self._check_open()
         if self._board is None:
             return 0
@@ -169,27 +163,20 @@ class FakeArduinoSerialHandler(NoOpSerial):
             return sum(len(item) for item in relay_queue.queue)
 
     def flush(self) -> None:
-        """Write the buffered data to the output device.
-
-        We interpret that here as waiting until the simulator has taken all of
-        the entries from the queue.
-        """
+        """Wait until the board has taken every relay command written so far."""
         self._check_open()
         while self._board is not None and self._board.running \
                 and not self._board.relay_queue.empty():
             time.sleep(0.01)
 
     def reset_input_buffer(self) -> None:
-        """Flush input buffer, discarding all its contents."""
+        """Drop the report bytes received and not read yet."""
         self._input.clear()
         if self._board is not None:
             drain_queue(self._board.json_queue)
 
     def reset_output_buffer(self) -> None:
-        """Clear output buffer.
-
-        Aborts the current output, discarding all that is in the output buffer.
-        """
+        """Drop the relay commands the board has not taken yet."""
         self._check_open()
         if self._board is not None:
             drain_queue(self._board.relay_queue)

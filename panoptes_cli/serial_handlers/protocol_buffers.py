@@ -45,7 +45,7 @@ def ResetBuffers(read_data: bytes | None = None) -> None:  # noqa: N802 - the ma
 
 
 def SetRBufferValue(data: bytes | None) -> None:  # noqa: N802 - the manual's name
-    """Sets the r buffer to data (a bytes object).
+    """Make ``data`` what the next reads of any ``buffers://`` port return.
 
     Raises:
         TypeError: If ``data`` is neither bytes, bytearray nor None.
@@ -58,7 +58,7 @@ def SetRBufferValue(data: bytes | None) -> None:  # noqa: N802 - the manual's na
 
 
 def GetWBufferValue() -> bytes:  # noqa: N802 - the manual's name
-    """Returns an immutable bytes object with the value of the w buffer."""
+    """Return everything written to ``buffers://`` ports since the last reset."""
     with _w_lock:
         return _w_buffer.getvalue()
 
@@ -72,23 +72,13 @@ class BuffersSerial(NoOpSerial):
 
     @property
     def in_waiting(self) -> int:
-        """The number of input bytes available to read immediately."""
+        """How many bytes of the r buffer are left to read."""
         self._check_open()
         with _r_lock:
             return len(_r_buffer.getbuffer()) - _r_buffer.tell()
 
     def read(self, size: int = 1) -> bytes:
-        """Read size bytes.
-
-        Returns at most ``size`` bytes from the r buffer, fewer (or none)
-        when it holds fewer.
-
-        Args:
-            size: Number of bytes to read.
-
-        Returns:
-            Bytes read from the port, of type 'bytes'.
-        """
+        """Return the next ``size`` bytes of the r buffer, or what is left of it (maybe nothing)."""
         self._check_open()
         with _r_lock:
             return _r_buffer.read(size)

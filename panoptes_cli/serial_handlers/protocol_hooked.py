@@ -22,19 +22,14 @@ from panoptes_cli.serial_handlers import NoOpSerial
 
 
 def ExampleSerialClassForUrl(url: str):  # noqa: N802 - the manual's name
-    """Implementation of serial_class_for_url called by serial.serial_for_url.
+    """Tell ``serial.serial_for_url`` what to make for a ``hooked://`` URL.
 
-    Returns the url, possibly modified, and a factory function to be called to
-    create an instance of a SerialBase sub-class (or at least behaves like it).
-    You can return a class as that factory function, as calling a class creates
-    an instance of that class.
+    pyserial expects a pair back: the URL (changed or not) and something it can
+    call with ``None`` to get the port object; a class will do. pyserial then sets
+    the new object's ``port`` to the URL.
 
-    serial.serial_for_url will call that factory function with None as the
-    port parameter (the first), and after creating the instance will assign
-    the url to the port property of the instance.
-
-    This example returns the url unchanged and this module's current
-    ``Serial`` (looked up at call time, so assigning ``Serial`` works).
+    This one keeps the URL and names whatever class the module's ``Serial`` is
+    when pyserial asks, so a test can swap ``Serial`` between calls.
 
     Returns:
         A tuple (url, factory).

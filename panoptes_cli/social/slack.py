@@ -8,7 +8,7 @@ from panoptes_cli.logging import logger
 
 
 class SocialSlack:
-    """Social Messaging sink to output to Slack.
+    """Post messages to a Slack channel through an incoming webhook.
 
     Messages are posted as ``{"text": ...}`` to the webhook URL. A failure
     (Slack down, network gone, a revoked webhook) is logged as a warning and
