@@ -269,3 +269,38 @@ def test_documented_value(ours, name):
 @pytest.mark.parametrize('name', CASES)
 def test_same_as_0_2_29(ours, baseline, name):
     _check(name, ours[name], baseline[name])
+
+
+def _prose_lines(path: Path) -> list:
+    """A file's non-blank lines, whitespace squeezed; doctest lines and their output as None."""
+    lines, in_example = [], False
+    for raw in path.read_text(errors='replace').splitlines():
+        text = ' '.join(raw.split())
+        if not text:
+            in_example = False
+            continue
+        in_example = in_example or text.startswith(('>>>', '...'))
+        lines.append(None if in_example else text)
+    return lines
+
+
+def _runs(lines: list, length: int = 6):
+    for start in range(len(lines) - length + 1):
+        run = lines[start:start + length]
+        if None not in run:
+            yield tuple(run)
+
+
+def test_no_run_of_six_lines_shared_with_0_2_29_outside_examples():
+    """Our sources are our own: none repeats six lines of 0.2.29's (its >>> examples aside)."""
+    from conftest import REPO_ROOT
+
+    theirs_root = BASELINE_VENV / 'lib' / 'python3.11' / 'site-packages' / 'panoptes' / 'utils'
+    if not theirs_root.is_dir():
+        pytest.skip(f'panoptes-utils 0.2.29 sources are not at {theirs_root}')
+    theirs = {run for path in theirs_root.rglob('*.py') for run in _runs(_prose_lines(path))}
+    ours = [path for folder in ('panoptes_cli', 'commands', 'tests', 'docs')
+            for path in (REPO_ROOT / folder).rglob('*.py')]
+    shared = [f'{path.relative_to(REPO_ROOT)}: {run[0]!r}...' for path in ours
+              for run in _runs(_prose_lines(path)) if run in theirs]
+    assert not shared, '\n'.join(shared[:20])

@@ -39,7 +39,7 @@ _DB_CLASSES = {'file': 'PanFileDB', 'memory': 'PanMemoryDB', 'postgres': 'PanPos
 
 
 def create_storage_obj(collection, data, obj_id):
-    """Wrap the data in a dict along with the id and a timestamp.
+    """Return the stored form of a record: its id, collection, UTC date and data.
 
     >>> import os
     >>> os.environ['POCSTIME'] = '1999-12-31 23:59:59'
@@ -51,11 +51,10 @@ def create_storage_obj(collection, data, obj_id):
 
 
 def get_db_class(module_name='file'):
-    """Load the main DB class for the module of the given name.
+    """Return the store class for a ``db_type`` ('file', 'memory', 'sqlite', 'postgres').
 
-    This is used by the ``PanDB`` constructor to determine the correct
-    database type. Normal DB instantiation should be done via ``PanDB()``
-    with the desired ``db_type`` parameter set.
+    ``PanDB`` calls it; code that wants a store asks ``PanDB(db_type=...)`` rather
+    than this.
 
     >>> get_db_class('sqlite').__name__
     'PanSQLiteDB'
@@ -90,10 +89,10 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
     """
 
     def __init__(self, db_name=None, **kwargs):
-        """Init base class for db instances.
+        """Remember the database's name, once it is checked to be a safe name.
 
         Args:
-            db_name: Name of the database, typically 'panoptes' or 'panoptes_testing'.
+            db_name: The database, such as 'panoptes'; test stores carry 'test' in it.
         """
         self.db_name = validate_name(db_name, 'database') if db_name is not None else None
 
@@ -166,19 +165,17 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
         return record.id
 
     def insert(self, collection, obj) -> str:
-        """Insert an object into the collection provided.
+        """Add ``obj`` to ``collection`` as a new record and return its id.
 
-        The ``obj`` to be stored in a collection should include the ``type``
-        and ``date`` metadata as well as a ``data`` key that contains the actual
-        object data. If these keys are not provided then ``obj`` will be wrapped
-        in a corresponding object that does contain the metadata.
+        The record gets an id, the collection's name and the time; ``obj`` becomes
+        its ``data``.
 
         Args:
-            collection (str): Name of valid collection within the db.
-            obj (dict or str): Object to be inserted.
+            collection (str): The collection's name.
+            obj (dict or str): The data to record.
 
         Returns:
-            str: identifier of inserted record in ``collection``.
+            str: The new record's id.
 
         Raises:
             panoptes_cli.error.InvalidSerialization: If ``obj`` cannot be written
@@ -196,7 +193,7 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
         (:func:`prepare_record`) are taken as they are.
 
         Args:
-            collection (str): Name of valid collection within the db.
+            collection (str): The collection's name.
             objs (iterable): Objects (or prepared records) to insert, in order.
             current (bool): Also make the last one the current record.
 
@@ -211,10 +208,10 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
         return [record.id for record in records]
 
     def get_current(self, collection, *, parse=True):
-        """Returns the most current record for the given collection
+        """Return the record last made current in ``collection``.
 
         Args:
-            collection (str): Name of the collection to get most current from
+            collection (str): The collection's name.
             parse (bool): Turn quantity strings and ISO times into Quantities
                 and datetimes (default), or leave the record as stored.
 
@@ -234,7 +231,7 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
         Without, return a generator of the matching records, newest first.
 
         Args:
-            collection (str): Collection to search for object.
+            collection (str): The collection's name.
             obj_id (str, optional): Record identifier returned earlier by insert
                 or insert_current.
             since: Only records dated at or after this time (ISO-8601 string,
@@ -268,11 +265,10 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
         return self._query(collection, since, until, conditions, limit, parse)
 
     def clear_current(self, type):
-        """Clear the current record of a certain type
+        """Forget which record is current in a collection (the records stay).
 
         Args:
-            type (str): The type of entry in the current collection that
-                should be cleared.
+            type (str): The collection's name (0.2.29 called it the type).
         """
         self._clear(validate_name(type))
 
@@ -368,10 +364,10 @@ class AbstractPanDB(metaclass=abc.ABCMeta):
 
 
 class PanDB:
-    """Simple class to load the appropriate DB type based on the config.
+    """Open a store of the type asked for: ``PanDB(db_type='sqlite', db_name='panoptes')``.
 
-    We don't actually create instances of this class, but instead create
-    an instance of the 'correct' type of db. ``db_name`` is passed on to it
+    Calling it returns an object of the store's own class, never a ``PanDB``.
+    ``db_name`` is passed on to it
     (panoptes-utils 0.2.29 dropped it, so every store was named 'panoptes').
 
     >>> import os, tempfile
@@ -410,7 +406,7 @@ class PanDB:
     @classmethod
     def permanently_erase_database(cls, db_type, db_name, storage_dir=None, really=False,
                                    dangerous=False, *args, **kwargs):
-        """Permanently delete the contents of the identified database.
+        """Delete every record of a test database, for good.
 
         Only for test databases: ``db_name`` must contain ``test``, and the
         call must say ``really='Yes', dangerous='Totally'``.

@@ -61,7 +61,7 @@ def colour_planes(data) -> dict:
 
 
 def get_rgb_data(data, separate_green: bool = False) -> np.ma.MaskedArray:
-    """Get the data split into separate channels for RGB.
+    """Return one masked channel per colour of a Bayer frame (or a stack of frames).
 
     ``data`` can be a 2D (``H x W``) or 3D (``N x H x W``) array. The result is a
     masked array of shape ``3 x H x W`` (or ``3 x N x H x W``), in R, G, B order,
@@ -101,7 +101,7 @@ def get_rgb_data(data, separate_green: bool = False) -> np.ma.MaskedArray:
 
 
 def get_rgb_masks(data, separate_green: bool = False) -> np.ndarray:
-    """Get the RGGB Bayer pattern for the given data.
+    """Return the masks that pick out each Bayer colour of ``data``.
 
     Each mask is ``True`` where the pixel is *not* of that colour, which is
     what :class:`numpy.ma.MaskedArray` expects, so ``np.ma.array(data,
@@ -126,8 +126,8 @@ def get_rgb_masks(data, separate_green: bool = False) -> np.ndarray:
 
     Args:
         data (numpy.ndarray): An array of data representing an image (or a stack of them).
-        separate_green (bool, optional): If the two green channels should be separated,
-            default False.
+        separate_green (bool, optional): Give G1 and G2 a mask each rather than one for
+            both greens, default False.
 
     Returns:
         numpy.ndarray: A stack of 3 (R, G, B) or 4 (R, G1, G2, B) boolean masks, each
@@ -159,7 +159,7 @@ def get_pixel_color(x, y) -> str:
     'G1'
 
     Returns:
-        str: one of 'R', 'G1', 'G2', 'B'
+        str: 'R', 'G1', 'G2' or 'B'.
     """
     return _COLOUR_AT[(int(y) % 2, int(x) % 2)]
 
@@ -171,15 +171,12 @@ def _nearest_pixel(value) -> int:
 
 
 def get_stamp_slice(x, y, stamp_size=(14, 14), ignore_superpixel: bool = False) -> tuple:
-    """Get the slice around a given position with fixed Bayer pattern.
+    """Return the (rows, columns) slices of a stamp around pixel ``x, y`` that starts on a G2.
 
-    Given an x,y pixel position, get the slice object for a stamp of a given
-    size but make sure the first position is the top-left (G2) pixel of a
-    super-pixel, so every stamp has the same Bayer pattern. This means that
-    x,y will not necessarily be at the center of the resulting stamp: the
-    stamp has the super-pixel holding x,y in its center and is bordered on
-    all sides by whole super-pixels, so each side must be 2 + 4k pixels
-    (6, 10, 14, 18...).
+    Every stamp cut this way has the same Bayer layout, because its first pixel
+    is the first (G2) pixel of a super-pixel. The price: ``x, y`` is only near the
+    middle. The stamp centres the super-pixel holding it and has the same number
+    of whole super-pixels on each side, so a side is 2 + 4k pixels (6, 10, 14...).
 
     >>> import numpy as np
     >>> from panoptes_cli.images import bayer
@@ -239,11 +236,10 @@ def get_stamp_slice(x, y, stamp_size=(14, 14), ignore_superpixel: bool = False) 
            [64, 65, 66, 67, 68, 69],
            [74, 75, 76, 77, 78, 79]])
 
-    The original index had a value of 57, which is within the center superpixel.
+    Pixel 57, the one asked for, sits in the middle super-pixel of that stamp.
 
-    We can use ``ignore_superpixel=True`` to get an odd-sized stamp. This puts
-    the requested pixel in the center but does not offer any guarantees about
-    the RGGB pattern.
+    With ``ignore_superpixel=True`` any size goes (odd ones too) and the pixel is
+    exactly in the middle, but the stamp's Bayer layout then depends on where it is.
 
     >>> slice1 = bayer.get_stamp_slice(x, y, stamp_size=(5, 5), ignore_superpixel=True)
     >>> slice1
@@ -272,7 +268,7 @@ def get_stamp_slice(x, y, stamp_size=(14, 14), ignore_superpixel: bool = False) 
         x (float): X pixel position (column).
         y (float): Y pixel position (row).
         stamp_size (tuple, optional): The size of the cutout as (height, width), default (14, 14).
-        ignore_superpixel (bool): If superpixels should be ignored, default False.
+        ignore_superpixel (bool): Centre the pixel exactly and take any size, default False.
 
     Returns:
         tuple(slice, slice): The (row, column) slices for the data.
@@ -345,10 +341,10 @@ def _background_estimators() -> dict:
 def get_rgb_background(fits_fn, box_size=(84, 84), filter_size=(3, 3), camera_bias=0,
                        estimator: str = 'mean', interpolator: str = 'zoom', sigma=5, iters=5,
                        exclude_percentile=100, return_separate: bool = False, *args, **kwargs):
-    """Get the background for each color channel.
+    """Estimate the sky background of each colour channel with photutils' ``Background2D``.
 
-    Most of the options are described in the ``photutils.Background2D`` page:
-    https://photutils.readthedocs.io/en/stable/background.html
+    The options are ``Background2D``'s (see photutils' documentation on background
+    estimation), counted in full-frame pixels.
 
     Each channel is estimated on its own sub-sampled plane (red and blue
     ``H/2 x W/2``, green ``H x W/2``) with the box halved along the sub-sampled
@@ -384,8 +380,8 @@ def get_rgb_background(fits_fn, box_size=(84, 84), filter_size=(3, 3), camera_bi
             default 0 the bias stays in the background.
         estimator (str, optional): One of 'mean' (default), 'median', 'mmm', 'sexb'.
         interpolator (str, optional): 'zoom' (cubic spline, the default and only choice).
-        sigma (int, optional): The sigma on which to filter values, default 5.
-        iters (int, optional): The number of iterations to sigma filter, default 5.
+        sigma (int, optional): Clip values this many standard deviations out, default 5.
+        iters (int, optional): Clipping rounds, default 5.
         exclude_percentile (int, optional): The percentage of a channel's pixels in a box
             that can be masked, default 100 (i.e. all).
         return_separate (bool, optional): Return the three ``Background2D`` objects
