@@ -183,12 +183,17 @@ class CountdownTimer:
 
         Returns:
             bool: True if slept for less than ``time_left()``, False otherwise.
+
+        Raises:
+            CheckFailed: ``max_sleep`` is negative (an AssertionError, as in 0.2.29).
         """
         from panoptes_cli.logging import logger
 
         remaining = self.time_left()
         if remaining <= 0:
             return False
+        if max_sleep is not None and _seconds(max_sleep) < 0:
+            raise CheckFailed(f'CountdownTimer.sleep: max_sleep must be >= 0, got {max_sleep}')
         if max_sleep is not None and _seconds(max_sleep) < remaining:
             logger.debug(f'Sleeping for {_seconds(max_sleep):.02f} seconds')
             _time.sleep(_seconds(max_sleep))

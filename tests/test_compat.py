@@ -130,8 +130,9 @@ CASES = {
     # Exceptions: every builtin 0.2.29 raised must still catch ours.
     'raises: CountdownTimer bad duration, ValueError then AssertionError': ('''
         CountdownTimer = module('time').CountdownTimer
-        result = [raised(lambda: CountdownTimer('ten')), raised(lambda: CountdownTimer(-1))]
-    ''', [['ValueError'], ['AssertionError']]),
+        result = [raised(lambda: CountdownTimer('ten')), raised(lambda: CountdownTimer(-1)),
+                  raised(lambda: CountdownTimer(5).sleep(max_sleep=-1))]
+    ''', [['ValueError'], ['AssertionError'], ['AssertionError']]),
     'raises: altaz_to_radec without a location, AssertionError': ('''
         result = [raised(lambda: module('utils').altaz_to_radec(alt=35, az=90))]
     ''', [['AssertionError']]),
