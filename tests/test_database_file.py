@@ -171,3 +171,39 @@ def test_find_by_id_across_blocks(db, monkeypatch, logged_warnings, block_size):
     assert db.find('weather', 'torn') is None
     assert logged_warnings == [(f'{collection_file(db)} line 42: not a whole JSON record '
                                 '(a write cut short by a crash?); skipped')]
+
+
+def test_newest_first_from_the_end_and_after_out_of_order_inserts(db):
+    ids = db.insert_many('weather', [{'n': n} for n in range(5)])
+    assert not Path(db.storage_dir, 'weather.json.unordered').exists()
+    assert [r['_id'] for r in db.find('weather', limit=2)] == [ids[4], ids[3]]
+    # A record with an older date of its own: the file is no longer in date order.
+    db.insert('weather', {'type': 'weather', 'date': '2020-01-01T00:00:00', 'data': {'n': 'old'}})
+    assert Path(db.storage_dir, 'weather.json.unordered').exists()
+    assert [r['data']['n'] for r in db.find('weather', limit=2)] == [4, 3]
+    assert [r['data']['n'] for r in db.find('weather', until='2021-01-01')] == ['old']
+    PanFileDB.permanently_erase_database('panoptes_testing')
+    assert not Path(db.storage_dir).exists()
+
+
+def test_limit_reads_only_the_end_of_an_ordered_file(db, logged_warnings, monkeypatch):
+    monkeypatch.setattr('panoptes_cli.database.file._BLOCK_SIZE', 4096)
+    collection_file(db).parent.mkdir(parents=True, exist_ok=True)
+    collection_file(db).write_text('not a record\n{"_id": "a", "type": "weather", '
+                                   '"date": "2020-01-01T00:00:00.000", "data": {"n": -1}}\n')
+    db.insert_many('weather', [{'n': n} for n in range(1000)])
+    # The bad first line is never reached: only the end of the file is read.
+    assert [r['data']['n'] for r in db.find('weather', limit=3)] == [999, 998, 997]
+    assert logged_warnings == []
+    assert len(list(db.find('weather'))) == 1001
+    assert len(logged_warnings) == 1
+
+
+def test_prune_keeps_sync_marks_on_the_same_records(db):
+    db.insert('weather', {'type': 'weather', 'date': '2020-01-01T00:00:00', 'data': {'n': 0}})
+    db.insert_many('weather', [{'n': n} for n in range(1, 4)])
+    batches = list(db.unsent('target', 2))
+    db.mark_sent('target', batches[0][1])          # records 0 and 1 sent
+    assert db.prune('2021-01-01') == {'weather': 1}
+    (rows, _mark), = list(db.unsent('target', 10))
+    assert [json.loads(text)['n'] for *_key, text in rows] == [2, 3]

@@ -1,5 +1,6 @@
 """The SQLite store: where it lives, WAL, indexes, waiting for other writers, forks."""
 
+import json
 import multiprocessing
 import sqlite3
 import threading
@@ -120,3 +121,44 @@ def test_erase_removes_the_files(db):
     db.close()
     PanDB.permanently_erase_database('sqlite', 'panoptes_testing', really='Yes', dangerous='Totally')
     assert not list(db.storage_dir.iterdir())
+
+
+SCHEMA_1 = """
+CREATE TABLE records (seq INTEGER PRIMARY KEY, collection TEXT NOT NULL, id TEXT NOT NULL,
+                      date TEXT NOT NULL, record TEXT NOT NULL);
+CREATE INDEX records_by_id ON records (collection, id);
+CREATE INDEX records_by_date ON records (collection, date);
+CREATE TABLE current (collection TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
+PRAGMA user_version=1;
+"""
+
+
+def test_a_schema_1_store_is_migrated_in_place(isolated_env):
+    path = isolated_env / 'sqlite_store' / 'panoptes_testing.sqlite'
+    path.parent.mkdir()
+    line = ('{"_id": "old", "type": "weather", "date": "2024-05-01T00:00:00.000", '
+            '"data": {"temp": 3}}')
+    with sqlite3.connect(path) as old:
+        old.executescript(SCHEMA_1)
+        old.execute("INSERT INTO records VALUES (7, 'weather', 'old', "
+                    "'2024-05-01T00:00:00.000', ?)", (line,))
+    db = PanSQLiteDB(db_name='panoptes_testing')
+    assert db.find('weather', 'old', parse=False)['data'] == {'temp': 3}
+    with sqlite3.connect(path) as migrated:
+        assert migrated.execute('PRAGMA user_version').fetchone() == (2,)
+        assert 'AUTOINCREMENT' in migrated.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'records'").fetchone()[0]
+        assert migrated.execute('SELECT seq FROM records').fetchall() == [(7,)]
+
+
+def test_record_numbers_are_not_reused_after_a_prune(db):
+    # A sync's high-water mark is a record number: a prune must not let new records
+    # take numbers below it.
+    db.insert_many('weather', [{'n': n} for n in range(5)])
+    (_rows, mark), = list(db.unsent('target', 100))
+    db.mark_sent('target', mark)
+    assert db.prune('2999-01-01') == {'weather': 5}
+    db.insert('weather', {'n': 'new'})
+    assert db.count_unsent('target') == 1
+    (rows, _mark), = list(db.unsent('target', 100))
+    assert [json.loads(text) for *_key, text in rows] == [{'n': 'new'}]
