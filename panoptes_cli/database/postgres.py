@@ -20,6 +20,7 @@ A URL's password never appears in messages: see :func:`redact_url`.
 """
 
 import json
+import logging
 import os
 import re
 import threading
@@ -82,6 +83,10 @@ _MIGRATIONS = [
     """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+# The pool logs each failed connection attempt (Python's last-resort handler would print
+# them); the cause is reported once, in the error raised.
+logging.getLogger('psycopg.pool').addHandler(logging.NullHandler())
 
 
 def redact_url(url: str) -> str:
