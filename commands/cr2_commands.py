@@ -1,6 +1,5 @@
 """``panoptes cr2``: Canon CR2 raw frames: convert and read EXIF."""
 
-import os
 from enum import Enum
 from pathlib import Path
 
@@ -31,16 +30,13 @@ _PROGRAMS = {'fits': ['exiftool'], 'pgm': ['dcraw'], 'jpg': ['exiftool']}
 @app.command('convert')
 @options.records_output
 def convert(
-    files: list[str] = typer.Argument(..., metavar='FILE...',
-                                      help="CR2 files; '-' reads file names from stdin."),
+    files: list[str] = options.files('CR2 files'),
     to: Target = typer.Option(Target.fits, '--to', help='Output format: fits, pgm or jpg.'),
-    output_dir: Path = typer.Option(None, '--output-dir', '-o', file_okay=False,
-                                    help='Write outputs there (default: beside each CR2).'),
-    overwrite: bool = typer.Option(False, '--overwrite', help='Replace existing outputs.'),
+    output_dir: Path = options.OUTPUT_DIR,
+    overwrite: bool = options.OVERWRITE,
     remove_cr2: bool = typer.Option(False, '--remove-cr2',
                                     help='Delete each CR2 once its output is complete.'),
-    jobs: int = typer.Option(0, '--jobs', '-j', min=0,
-                             help='Files converted at once (default: number of cores).'),
+    jobs: int = options.JOBS,
     decoder: Decoder = typer.Option(Decoder.auto, '--decoder',
                                     help='Pixel decoder for fits/jpg: auto (LibRaw, then '
                                          'dcraw), rawpy or dcraw.'),
@@ -48,7 +44,7 @@ def convert(
     """Convert CR2 raw frames to FITS (default), PGM or a pretty JPG.
 
     x.cr2 becomes x.fits (x.pgm, x.jpg) beside it, or in --output-dir. One
-    NDJSON line per file, in the order given: {"file": ..., "output": ...}.
+    NDJSON line per file, as each finishes: {"filename": ..., "output": ...}.
     A file that fails is reported on stderr as "Error: FILE: why" and the
     others go on; the exit status is then 1. Nothing half-written is left.
 
@@ -61,44 +57,24 @@ def convert(
 
     Examples:
 
+    \b
       panoptes cr2 convert 20160909T081152.cr2
-
       panoptes cr2 convert --to jpg --output-dir /var/www/latest *.cr2
-
       find . -name '*.cr2' | panoptes cr2 convert --remove-cr2 -
+      panoptes cr2 convert night/*.cr2 | panoptes fits solve - | panoptes fits pack -
     """
-    from concurrent.futures import ThreadPoolExecutor
+    from functools import partial
 
     from panoptes_cli.images.conversion import ConvertOptions, convert_file
     from panoptes_cli.programs import find_program
 
-    paths = output.read_paths(files)
     for program in _PROGRAMS[to.value] + (['dcraw'] if decoder is Decoder.dcraw else []):
         find_program(program)
-    if output_dir is not None and not output_dir.is_dir():
-        raise FileNotFoundError(2, 'No such directory', os.fspath(output_dir))
-
     convert_options = ConvertOptions(to=to.value, output_dir=output_dir, overwrite=overwrite,
                                      remove_cr2=remove_cr2, decoder=decoder.value)
-
-    def work(path):
-        try:
-            return convert_file(path, convert_options)
-        except FileExistsError as exc:
-            raise FileExistsError(exc.errno, f'{exc.strerror}; pass --overwrite to replace it',
-                                  exc.filename) from None
-
-    workers = jobs or os.cpu_count() or 1
-    with output.Batch() as batch, output.progress(len(paths), 'Converting') as advance, \
-            ThreadPoolExecutor(max_workers=min(workers, max(1, len(paths)))) as pool:
-        futures = [pool.submit(work, path) for path in paths]
-        for path, future in zip(paths, futures):
-            with batch.item(path):
-                try:
-                    result = future.result()
-                finally:
-                    advance()
-                output.emit_record({'file': path, 'output': result})
+    output.run_batch(files, partial(convert_file, options=convert_options),
+                     jobs=jobs, description='Converting',
+                     record=lambda path, result: {'filename': path, 'output': result})
 
 
 @app.command('preview')
@@ -152,27 +128,28 @@ def preview(
 @app.command('exif')
 @options.records_output
 def exif(
-    files: list[str] = typer.Argument(..., metavar='FILE...',
-                                      help="CR2 (or any image) files; '-' reads names from stdin."),
+    files: list[str] = options.files('CR2 (or any image) files'),
 ):
-    """Print the EXIF of CR2 files as NDJSON, one object per file (exiftool's tag names).
+    """Print the EXIF of CR2 files as NDJSON: {"filename": ..., "exif": {...}} per file.
 
-    exiftool runs once for many files. A file that cannot be read is reported
-    on stderr as "Error: FILE: why" and the others go on; the exit status is then 1.
-    Needs exiftool (Debian: libimage-exiftool-perl).
+    The EXIF keys are exiftool's tag names. exiftool runs once for many
+    files. A file that cannot be read is reported on stderr as "Error: FILE:
+    why" and the others go on; the exit status is then 1. Needs exiftool
+    (Debian: libimage-exiftool-perl).
 
     Examples:
 
+    \b
       panoptes cr2 exif 20160909T081152.cr2
-
-      panoptes cr2 exif *.cr2 | jq -r '[.FileName, .ExposureTime, .ISO] | @tsv'
+      panoptes cr2 exif *.cr2 --tsv
+      panoptes cr2 exif *.cr2 | jq -r '[.exif.FileName, .exif.ExposureTime] | @tsv'
     """
     from panoptes_cli.images.cr2 import read_exif_batch
 
-    paths = output.read_paths(files)
     with output.Batch() as batch:
+        paths = list(batch.inputs(files))
         for path, result in read_exif_batch(paths):
             with batch.item(path):
                 if isinstance(result, Exception):
                     raise result
-                output.emit_record(result)
+                output.emit_record({'filename': path, 'exif': result})

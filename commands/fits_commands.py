@@ -9,13 +9,11 @@ from panoptes_cli.commands import options, output
 NAME = 'fits'
 app = typer.Typer(help='Inspect, compress and plate-solve FITS frames.', no_args_is_help=True)
 
-FILES_HELP = 'FITS files; a lone "-" reads the names from stdin, one a line.'
+FILES = options.files('FITS files')
 
 
-def _extension(value: str | None):
+def _extension(value: str):
     """Read --ext: an HDU number, else an EXTNAME."""
-    if value is None:
-        return None
     from panoptes_cli.serializers import parse_typed_value
 
     number = parse_typed_value(value)
@@ -25,13 +23,15 @@ def _extension(value: str | None):
 @app.command()
 @options.records_output
 def header(
-    files: list[str] = typer.Argument(..., help=FILES_HELP, show_default=False),
+    files: list[str] = FILES,
     keys: list[str] = typer.Option(None, '--key', '-k', show_default=False,
-                                   help='Print only this keyword (repeat for more).'),
-    ext: str = typer.Option(None, '--ext', '-e', show_default=False,
-                            help='Read this HDU (number or EXTNAME) instead of the image one.'),
+                                   help="Print only this keyword; wildcards such as 'RA*' "
+                                        'match many (repeat for more).'),
+    ext: list[str] = typer.Option(None, '--ext', '-e', show_default=False,
+                                  help='Read this HDU (number or EXTNAME) instead of the '
+                                       'image one (repeat for more).'),
 ):
-    """Print FITS headers as NDJSON, one object per file.
+    """Print FITS headers as NDJSON, one object per file (and per --ext).
 
     Each line is {"filename": ..., "hdu": ..., "header": {...}}. The header
     is the image's: extension 1 of an fpacked .fz file, else the primary
@@ -39,19 +39,26 @@ def header(
 
     Examples:
 
+    \b
       panoptes fits header unsolved.fits
-
       panoptes fits header -k IMAGEID -k EXPTIME night/*.fits.fz
-
+      panoptes fits header -k 'RA*' -k 'DEC*' --csv night/*.fits.fz
+      panoptes fits header -e 0 -e 1 solved.fits.fz
       find night -name '*.fz' | panoptes fits header -k FIELD -
     """
+    from panoptes_cli.error import PanError
     from panoptes_cli.images.fits import header_record
 
-    extension = _extension(ext)
+    extensions = [_extension(value) for value in ext or []] or [None]
     with output.Batch() as batch:
         for path in batch.inputs(files):
-            with batch.item(path):
-                output.emit_record(header_record(path, keys or None, extension))
+            for extension in extensions:
+                with batch.item(path):
+                    try:
+                        record = header_record(path, keys or None, extension)
+                    except KeyError as exc:
+                        raise PanError(exc.args[0]) from None
+                    output.emit_record(record)
 
 
 def _pack_all(files: list[str], unpack: bool, overwrite: bool, keep_original: bool,
@@ -70,8 +77,8 @@ def _pack_all(files: list[str], unpack: bool, overwrite: bool, keep_original: bo
 @app.command()
 @options.records_output
 def pack(
-    files: list[str] = typer.Argument(..., help=FILES_HELP, show_default=False),
-    overwrite: bool = typer.Option(False, '--overwrite', help='Replace an existing .fz file.'),
+    files: list[str] = FILES,
+    overwrite: bool = options.OVERWRITE,
     keep_original: bool = typer.Option(False, '--keep-original',
                                        help='Keep each input file instead of removing it.'),
     jobs: int = options.JOBS,
@@ -97,8 +104,8 @@ def pack(
 @app.command()
 @options.records_output
 def unpack(
-    files: list[str] = typer.Argument(..., help=FILES_HELP, show_default=False),
-    overwrite: bool = typer.Option(False, '--overwrite', help='Replace an existing .fits file.'),
+    files: list[str] = FILES,
+    overwrite: bool = options.OVERWRITE,
     keep_original: bool = typer.Option(False, '--keep-original',
                                        help='Keep each .fz file instead of removing it.'),
     jobs: int = options.JOBS,
@@ -152,7 +159,7 @@ def _declination(value: str | None) -> float | None:
 @app.command()
 @options.records_output
 def solve(
-    files: list[str] = typer.Argument(..., help=FILES_HELP, show_default=False),
+    files: list[str] = FILES,
     ra: str = typer.Option(None, '--ra', show_default=False, callback=_right_ascension,
                            help='Search around this RA: degrees, or hours as 20:13:31; '
                                 'default: the RA-MNT header.'),
@@ -161,12 +168,11 @@ def solve(
                                  'default: DEC-MNT.'),
     radius: float = typer.Option(None, '--radius', show_default=False,
                                  help='Search radius in degrees around the hint [default: 15].'),
-    timeout: float = typer.Option(60, '--timeout', min=1,
-                                  help='Seconds (wall-clock) one file may take.'),
-    jobs: int = typer.Option(None, '--jobs', '-j', min=1, show_default=False,
-                             help='Files to solve at once [default: the number of cores].'),
+    timeout: float = options.timeout(60, 'Seconds (wall-clock) one file may take.'),
+    jobs: int = options.JOBS,
     overwrite: bool = typer.Option(False, '--overwrite',
-                                   help='Solve again files that already have a WCS.'),
+                                   help='Replace an existing solution: solve again files '
+                                        'that already have a WCS.'),
     index_dir: list[str] = typer.Option(None, '--index-dir', show_default=False,
                                         help='Use the index files in this directory '
                                              '(repeat for more) instead of the system ones.'),
@@ -188,7 +194,7 @@ def solve(
     """Plate-solve FITS files with astrometry.net and write the WCS into each.
 
     Solves in parallel and prints one NDJSON result per file as it finishes:
-    filename, solved, solved_file, ra and dec of the centre (degrees),
+    filename, solved, output (the solved file), ra and dec of the centre (degrees),
     pixel_scale (arcsec/pixel), rotation (degrees), field_width and
     field_height (degrees), skipped (already solved), seconds. A file that
     does not solve gives {"solved": false, "error": ...} and the exit status
@@ -217,39 +223,46 @@ def solve(
                                  downsample=downsample, scale_low=scale_low,
                                  scale_high=scale_high,
                                  scale_units=None if scale_units is None else scale_units.value)
-    paths = output.read_paths(files)
-    failures = 0
-    with output.progress(len(paths), 'Solving') as advance, contextlib.closing(
-            solve_fields(paths, jobs=jobs, options=solve_options, skip_solved=not overwrite,
-                         scheduler=scheduler)) as results:
+    total = None if '-' in files else len(files)
+    with output.Batch() as batch, output.progress(total, 'Solving') as advance, \
+            contextlib.closing(solve_fields(batch.inputs(files), jobs=jobs, options=solve_options,
+                                            skip_solved=not overwrite,
+                                            scheduler=scheduler)) as results:
         for result in results:
             output.emit_record(result)
             if not result['solved']:
-                failures += 1
-                output.report_error(ValueError(result['error']))
+                batch.fail(ValueError(result['error']))
             advance()
-    if failures:
-        raise typer.Exit(1)
 
 
 @app.command()
 @options.records_output
 def wcs(
-    file: str = typer.Argument(..., help='A plate-solved FITS file.', show_default=False),
+    files: list[str] = options.files('Plate-solved FITS files'),
 ):
-    """Print the WCS of a plate-solved FITS file as JSON, as astrometry.net's wcsinfo gives it.
+    """Print the WCS of plate-solved FITS files as NDJSON, one object per file.
 
-    Includes ra_center, dec_center (degrees), pixscale (arcsec/pixel),
-    orientation (degrees), fieldw, fieldh (in fieldunits), imagew, imageh.
+    Each line is {"filename", "ra", "dec" (centre, degrees), "pixel_scale"
+    (arcsec/pixel), "rotation" (degrees), "field_width", "field_height"
+    (degrees), "wcsinfo": {...}}: the names fits solve prints, then all
+    that astrometry.net's wcsinfo gives (ra_center, pixscale, fieldw,
+    imagew, ...).
 
     Examples:
 
+    \b
       panoptes fits wcs solved.fits.fz
-
-      panoptes fits wcs solved.fits.fz | jq .pixscale
+      panoptes fits wcs --csv night/*.fits.fz
+      panoptes fits solve night/*.fits | panoptes fits wcs -
     """
-    from panoptes_cli.images.fits import get_wcsinfo
+    from panoptes_cli.images.solve import get_wcsinfo, solution
     from panoptes_cli.quantities import get_quantity_value
 
-    # The core gives Quantities; JSON gets their numbers, in the units named in --help.
-    output.emit_json({key: get_quantity_value(value) for key, value in get_wcsinfo(file).items()})
+    with output.Batch() as batch:
+        for path in batch.inputs(files):
+            with batch.item(path):
+                info = get_wcsinfo(path)
+                info.pop('wcs_file', None)
+                # The core gives Quantities; JSON gets their numbers, in the units named above.
+                output.emit_record({'filename': path, **solution(info), 'wcsinfo': {
+                    key: get_quantity_value(value) for key, value in info.items()}})

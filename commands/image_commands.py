@@ -20,46 +20,54 @@ class Axis(str, Enum):
 @app.command('pretty')
 @options.records_output
 def pretty(
-    files: list[str] = typer.Argument(..., metavar='FILE...',
-                                      help="FITS (.fits, .fits.fz) or CR2 files; '-' reads "
-                                           'file names from stdin.'),
+    files: list[str] = options.files('FITS (.fits, .fits.fz) or CR2 files'),
     title: str = typer.Option(None, '--title', '-t',
                               help='Title on the picture (default: field, exposure time, '
                                    'filter and date from the header or EXIF).'),
     link_path: Path = typer.Option(None, '--link-path', '-l',
-                                   help='Also point this symlink at the (last) JPG, e.g. '
+                                   help='Also point this symlink at the JPG made last, e.g. '
                                         'latest.jpg for a web page; its directory must exist.'),
+    output_dir: Path = options.OUTPUT_DIR,
+    overwrite: bool = options.OVERWRITE,
+    jobs: int = options.JOBS,
 ):
     """Make a JPG picture for people from each FITS or CR2 image, beside it.
 
-    x.fits, x.fits.fz and x.cr2 become x.jpg (replaced if it exists). Raw
-    Bayer frames (CR2, FITS with FILTER=RGGB) give colour pictures at half
-    size, others grey ones; both with an asinh stretch that shows faint stars
-    and the sky, and a title band. One NDJSON line per file:
-    {"file": ..., "jpg": ..., "link": ...}; a file that fails is reported on
+    x.fits, x.fits.fz and x.cr2 become x.jpg (beside the input, or in
+    --output-dir). Raw Bayer frames (CR2, FITS with FILTER=RGGB) give colour
+    pictures at half size, others grey ones; both with an asinh stretch that
+    shows faint stars and the sky, and a title band. One NDJSON line per
+    file, as each finishes: {"filename": ..., "output": ..., "link": ...}; a
+    file that fails (or whose JPG exists, without --overwrite) is reported on
     stderr and the others go on (exit status 1).
 
     Examples:
 
+    \b
       panoptes image pretty 20160909T081152.fits
-
-      panoptes image pretty --title 'KIC 8462852' --link-path /var/panoptes/images/latest.jpg \\
-          20160909T081152.cr2
+      panoptes image pretty --overwrite -j 2 night/*.fits.fz
+      panoptes image pretty --title 'KIC 8462852' \\
+          --link-path /var/panoptes/images/latest.jpg 20160909T081152.cr2
     """
-    from panoptes_cli.images.pretty import PrettyOptions, pretty_picture
+    from functools import partial
 
-    pretty_options = PrettyOptions(title=title, link_path=link_path)
-    with output.Batch() as batch:
-        paths = output.read_paths(files)
-        with output.progress(len(paths), 'Pretty pictures') as advance:
-            for path in paths:
-                with batch.item(path):
-                    try:
-                        jpg = pretty_picture(path, pretty_options)
-                    finally:
-                        advance()
-                    output.emit_record({'file': path, 'jpg': jpg,
-                                        'link': None if link_path is None else str(link_path)})
+    from panoptes_cli.images.pretty import PrettyOptions
+
+    link = None if link_path is None else str(link_path)
+    settings = PrettyOptions(title=title, link_path=link_path, overwrite=overwrite)
+    output.run_batch(files, partial(_pretty_picture, output_dir=output_dir, settings=settings),
+                     jobs=jobs, description='Pretty pictures',
+                     record=lambda path, jpg: {'filename': path, 'output': jpg, 'link': link})
+
+
+def _pretty_picture(path: str, output_dir: Path | None, settings) -> str:
+    """Make one pretty picture (in a worker process), in output_dir when given."""
+    import dataclasses
+
+    from panoptes_cli.images.pretty import pretty_image_path, pretty_picture
+
+    jpg = pretty_image_path(path, output_dir)
+    return pretty_picture(path, dataclasses.replace(settings, jpg_fname=jpg))
 
 
 @app.command('timelapse')
@@ -69,25 +77,24 @@ def timelapse(
     glob: str = typer.Option('20[1-9][0-9]*T[0-9]*.jpg', '--glob', '-g',
                              help='Images to use, relative to DIR (default: PANOPTES '
                                   'observation JPGs such as 20160909T081152.jpg).'),
-    output_file: Path = typer.Option(None, '--output', '-o', dir_okay=False,
+    output_file: Path = typer.Option(None, '--output', dir_okay=False,
                                      help='Movie file (default: <field>_<camera>_<sequence>.mp4 '
                                           'or <DIR name>.mp4 inside DIR).'),
     fps: float = typer.Option(3, '--fps', min=0.1, help='Frames per second.'),
-    overwrite: bool = typer.Option(False, '--overwrite', help='Replace an existing movie.'),
-    timeout: float = typer.Option(600, '--timeout', min=1,
-                                  help='Give up after this many seconds.'),
+    overwrite: bool = options.OVERWRITE,
+    timeout: float = options.timeout(600, 'Give up after this many seconds.'),
 ):
     """Make an MP4 timelapse (H.264, ffmpeg) of the images in a directory, in name order.
 
-    Frames are scaled to fit in 1920x1080. Prints {"output": ...} as JSON;
+    Frames are scaled to fit in 1920x1080. Prints {"output": ...};
     progress (from ffmpeg's -progress) goes to stderr on a terminal. No matching
     image, or an existing movie without --overwrite, is an error (exit 1).
     Needs ffmpeg (Debian: ffmpeg).
 
     Examples:
 
+    \b
       panoptes image timelapse /var/panoptes/images/fields/KIC8462852/ee04d1/20160909T081152
-
       panoptes image timelapse . --glob '*.jpg' --fps 10 --output night.mp4 --overwrite
     """
     from panoptes_cli.images.timelapse import TimelapseOptions, timelapse_movie
@@ -107,73 +114,83 @@ def timelapse(
                 fn_out=output_file, glob_pattern=glob, overwrite=overwrite, timeout=timeout,
                 fps=fps, progress=show_progress))
         except FileExistsError as exc:
-            raise FileExistsError(exc.errno, f'{exc.strerror}; pass --overwrite to replace it',
-                                  exc.filename) from None
-    output.emit_json({'output': movie})
+            raise output.with_overwrite_hint(exc) from None
+    output.emit_record({'output': movie})
 
 
 @app.command('focus')
 @options.records_output
 def focus(
-    files: list[str] = typer.Argument(..., metavar='FILE...',
-                                      help="FITS or CR2 files; '-' reads file names from stdin."),
+    files: list[str] = options.files('FITS or CR2 files'),
     axis: Axis = typer.Option(None, '--axis', '-a',
                               help='Along x or y only (default: the mean of both).'),
+    jobs: int = options.JOBS,
 ):
     """Print the Vollath F4 focus metric of each image as NDJSON (bigger is sharper).
 
-    One line per file: {"file": ..., "vollath_F4": ..., "axis": ...}. Compare
-    frames of the same field and exposure, e.g. through a focus run.
+    One line per file, as each finishes: {"filename": ..., "vollath_F4": ...,
+    "axis": ...}. Compare frames of the same field and exposure, e.g. through
+    a focus run.
 
     Examples:
 
+    \b
       panoptes image focus 20160909T081152.fits
-
-      panoptes image focus focus-run/*.cr2 | jq -s 'max_by(.vollath_F4).file'
+      panoptes image focus focus-run/*.cr2 --table
+      panoptes image focus focus-run/*.cr2 | jq -s 'max_by(.vollath_F4).filename'
     """
+    from functools import partial
+
     from panoptes_cli.images.focus import focus_metric_file
 
     which = None if axis is None else axis.value
-    with output.Batch() as batch:
-        for path in batch.inputs(files):
-            with batch.item(path):
-                value = focus_metric_file(path, 'vollath_F4', axis=which)
-                output.emit_record({'file': path, 'vollath_F4': value, 'axis': which})
+    output.run_batch(files, partial(focus_metric_file, merit_function='vollath_F4', axis=which),
+                     jobs=jobs, description='Focus',
+                     record=lambda path, value: {'filename': path, 'vollath_F4': value,
+                                                 'axis': which})
 
 
 @app.command('background')
 @options.records_output
 def background(
-    file: str = typer.Argument(..., help='A FITS image (or CR2 raw frame) with an RGGB '
-                                         'Bayer pattern.'),
-    output_file: Path = typer.Option(None, '--output', '-o', dir_okay=False,
-                                     help='Also write the full-frame background there as FITS.'),
-    overwrite: bool = typer.Option(False, '--overwrite', help='Replace an existing --output.'),
+    files: list[str] = options.files('FITS images (or CR2 raw frames) with an RGGB Bayer '
+                                     'pattern'),
+    output_dir: Path = options.OUTPUT_DIR,
+    overwrite: bool = options.OVERWRITE,
     box_size: int = typer.Option(84, '--box-size', min=2,
                                  help='Box side in full-frame pixels.'),
+    jobs: int = options.JOBS,
 ):
-    """Print the sky background of each colour channel as JSON: level and RMS (medians).
+    """Print the sky background of each colour channel as NDJSON: level and RMS (medians).
 
     Estimates a 2D background per channel (photutils Background2D, sigma-clipped
     means in boxes, median-filtered, spline-interpolated), as the manual's
-    get_rgb_background does. Prints {"file", "channels": {"r": {"level",
-    "rms"}, "g": ..., "b": ...}, "mean", "output"}.
+    get_rgb_background does. Prints {"filename", "channels": {"r": {"level",
+    "rms"}, "g": ..., "b": ...}, "mean", "output"} per file, as each
+    finishes. With --output-dir, the full-frame background of x.fits is also
+    written there as x-background.fits ("output"; else null).
 
     Examples:
 
+    \b
       panoptes image background 20160909T081152.fits
-
-      panoptes image background 20160909T081152.fits.fz --output background.fits
+      panoptes image background --csv night/*.fits.fz
+      panoptes image background 20160909T081152.fits.fz --output-dir .
     """
+    from functools import partial
+
+    output.run_batch(files, partial(_background, output_dir=output_dir, overwrite=overwrite,
+                                    box_size=(box_size, box_size)),
+                     jobs=jobs, description='Background',
+                     record=lambda path, summary: {'filename': path, **summary})
+
+
+def _background(path: str, output_dir: Path | None, **settings) -> dict:
+    """Measure one frame's background (in a worker process), writing it into output_dir."""
     from panoptes_cli.images.bayer import background_summary
 
-    try:
-        summary = background_summary(file, output=output_file, overwrite=overwrite,
-                                     box_size=(box_size, box_size))
-    except FileExistsError as exc:
-        raise FileExistsError(exc.errno, f'{exc.strerror}; pass --overwrite to replace it',
-                              exc.filename) from None
-    output.emit_json({'file': file, **summary})
+    return background_summary(path, output=options.output_path(output_dir, path,
+                                                               '-background.fits'), **settings)
 
 
 @app.command('watch')

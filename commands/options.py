@@ -61,8 +61,8 @@ OUTPUT_DIR = typer.Option(
 
 OVERWRITE = typer.Option(False, '--overwrite', help='Replace an output that already exists.')
 
-LIMIT = typer.Option(None, '--limit', '-n', min=0, show_default=False,
-                     help='Stop after N results.')
+LIMIT = typer.Option(None, '--limit', '-n', min=1, show_default=False,
+                     help='Stop after N results [default: no limit].')
 
 
 def timeout(default: float | None, help: str):

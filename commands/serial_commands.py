@@ -68,13 +68,11 @@ def listen(
     port: str = typer.Argument(
         ..., metavar='PORT', help='A device (/dev/ttyACM0) or a PySerial URL (arduinosimulator://?board=telemetry).'),
     baudrate: int = typer.Option(9600, '--baudrate', '-b', min=1, help='The device\'s speed.'),
-    count: int | None = typer.Option(None, '--count', '-n', min=1,
-                                     help='Stop after N readings (default: run until interrupted).'),
+    count: int | None = options.LIMIT,
     raw: bool = typer.Option(False, '--raw',
                              help='Do not parse: one {"timestamp", "port", "line"} record per line.'),
-    timeout: float | None = typer.Option(
-        None, '--timeout', '-t', min=0.001,
-        help='Fail (exit 1) when no data arrives for S seconds, also while reconnecting.'),
+    timeout: float | None = options.timeout(
+        None, 'Fail (exit 1) when no data arrives for S seconds, also while reconnecting.'),
 ):
     """Stream a device's JSON readings as NDJSON, one line per reading, flushed.
 
@@ -84,7 +82,7 @@ def listen(
     dropped quietly). When the device disappears (unplugged, reset) it is
     reported on stderr and reopened with growing delays (0.5 s up to 10 s)
     instead of exiting. A port that cannot be opened at the start is an error.
-    Exit status: 0 after --count readings, 1 on error or --timeout, 130 on Ctrl-C.
+    Exit status: 0 after --limit readings, 1 on error or --timeout, 130 on Ctrl-C.
 
     Examples:
 
@@ -139,8 +137,7 @@ def simulate(
                              help='Serve the board on a pseudo-terminal instead of stdout/stdin.'),
     link: Path | None = typer.Option(None, '--link',
                                      help='With --pty: also make this symbolic link to the pty.'),
-    count: int | None = typer.Option(None, '--count', '-n', min=1,
-                                     help='Stop after N reports (default: run until interrupted).'),
+    count: int | None = options.LIMIT,
 ):
     """Run a simulated PANOPTES Arduino board (telemetry_board.ino or camera_board.ino).
 
@@ -159,9 +156,9 @@ def simulate(
 
     Examples:
 
-      panoptes serial simulate --board camera --count 3
+      panoptes serial simulate --board camera --limit 3
 
-      echo fan,off | panoptes serial simulate --count 2
+      echo fan,off | panoptes serial simulate --limit 2
 
       panoptes serial simulate --pty --link /tmp/ttyTELEMETRY &
       panoptes serial listen /tmp/ttyTELEMETRY

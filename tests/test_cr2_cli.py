@@ -28,7 +28,7 @@ def test_convert_to_fits_beside_the_cr2(cli, data_copy, shared_data):
     path = data_copy(SYNTHETIC)
     result = cli('cr2', 'convert', path)
     assert result.exit_code == 0, result.stderr
-    assert records(result.stdout) == [{'file': str(path), 'output': str(path.with_suffix('.fits'))}]
+    assert records(result.stdout) == [{'filename': str(path), 'output': str(path.with_suffix('.fits'))}]
     np.testing.assert_array_equal(getdata(path.with_suffix('.fits')),
                                   np.flipud(np.load(shared_data / 'cr2' / 'synthetic.npy')))
     assert getheader(path.with_suffix('.fits'))['EXPTIME'] == 120.0
@@ -39,8 +39,9 @@ def test_batch_goes_on_after_failures(cli, data_copy, tmp_path):
     bad = data_copy(METADATA_ONLY)
     result = cli('cr2', 'convert', '--jobs', '2', bad, tmp_path / 'missing.cr2', good)
     assert result.exit_code == 1
-    assert records(result.stdout) == [{'file': str(good), 'output': str(tmp_path / 'synthetic.fits')}]
-    errors = result.stderr.splitlines()
+    assert records(result.stdout) == [{'filename': str(good), 'output': str(tmp_path / 'synthetic.fits')}]
+    # Two at a time: the errors come in the order the files finish.
+    errors = sorted(result.stderr.splitlines())
     assert len(errors) == 2
     assert errors[0].startswith(f'Error: {bad}: cannot decode: ')
     assert errors[1] == f'Error: {tmp_path / "missing.cr2"}: No such file'
@@ -66,7 +67,7 @@ def test_convert_formats_to_a_directory_and_remove(cli, data_copy, tmp_path, to)
     out.mkdir()
     result = cli('cr2', 'convert', '--to', to, '-o', out, '--remove-cr2', *paths)
     assert result.exit_code == 0, result.stderr
-    assert [r['output'] for r in records(result.stdout)] == [
+    assert sorted(r['output'] for r in records(result.stdout)) == [
         str(out / f'IMG_{n}.{to}') for n in range(3)]
     assert not any(path.exists() for path in paths)
 
@@ -82,8 +83,8 @@ def test_convert_reads_names_from_stdin(cli, data_copy):
 def test_missing_output_dir_and_bad_option(cli, data_copy, tmp_path):
     path = data_copy(SYNTHETIC)
     result = cli('cr2', 'convert', '-o', tmp_path / 'nope', path)
-    assert result.exit_code == 1
-    assert 'nope' in result.stderr and 'No such directory' in result.stderr
+    assert result.exit_code == 2
+    assert 'nope' in result.stderr and 'does not exist' in result.stderr
     assert cli('cr2', 'convert', '--to', 'tiff', path).exit_code == 2
 
 
@@ -117,7 +118,8 @@ def test_exif_ndjson(cli, data_copy, tmp_path):
     real = data_copy(METADATA_ONLY)
     result = cli('cr2', 'exif', good, tmp_path / 'none.cr2', real)
     assert result.exit_code == 1
-    exifs = records(result.stdout)
+    exifs = [record['exif'] for record in records(result.stdout)]
+    assert [record['filename'] for record in records(result.stdout)] == [str(good), str(real)]
     assert [e['FileName'] for e in exifs] == ['synthetic.cr2', 'canon-eos350d-metadata-only.cr2']
     assert exifs[0]['ExposureTime'] == 120 and exifs[1]['ExposureTime'] == '1/15'
     assert result.stderr == f'Error: {tmp_path / "none.cr2"}: No such file\n'

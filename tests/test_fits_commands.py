@@ -171,7 +171,7 @@ class TestSolve:
         assert result.stderr == f'Error: {bad}: not a FITS file (no such file)\n'
         solved = by_name[str(good[0])]
         assert solved['solved'] is True and solved['skipped'] is False
-        assert set(solved) == {'filename', 'solved', 'skipped', 'solved_file', 'ra', 'dec',
+        assert set(solved) == {'filename', 'solved', 'skipped', 'output', 'ra', 'dec',
                                'pixel_scale', 'rotation', 'field_width', 'field_height',
                                'seconds'}
         assert solved['ra'] == pytest.approx(303.21, abs=0.05)
@@ -256,11 +256,14 @@ class TestSolve:
 class TestWcs:
     def test_solved(self, cli, shared_data):
         require_program('wcsinfo')
-        result = cli('fits', 'wcs', shared_data / 'solved.fits.fz')
-        assert result.exit_code == 0
-        info = json.loads(result.stdout)
-        assert info['ra_center'] == pytest.approx(303.21, abs=0.05)
-        assert info['imagew'] == 700 and info['fieldunits'] == 'degrees'
+        result = cli('fits', 'wcs', shared_data / 'solved.fits.fz', shared_data / 'unsolved.fits')
+        assert result.exit_code == 1
+        (info,) = records(result.stdout)
+        assert info['filename'] == str(shared_data / 'solved.fits.fz')
+        assert info['ra'] == pytest.approx(303.21, abs=0.05)
+        assert info['pixel_scale'] == pytest.approx(10.3, abs=0.1)
+        assert info['wcsinfo']['imagew'] == 700 and info['wcsinfo']['fieldunits'] == 'degrees'
+        assert 'no WCS in the header' in result.stderr
 
     def test_unsolved_and_bad(self, cli, shared_data, truncated):
         require_program('wcsinfo')

@@ -251,7 +251,7 @@ class TestSolveFields:
         for path in good:
             result = by_name[str(path)]
             assert result['solved'] is True and result['skipped'] is False
-            assert result['solved_file'] == str(path)
+            assert result['output'] == str(path)
             assert result['ra'] == pytest.approx(CENTRE[0], abs=0.05)
             assert result['dec'] == pytest.approx(CENTRE[1], abs=0.05)
             assert result['pixel_scale'] == pytest.approx(10.3, abs=0.1)

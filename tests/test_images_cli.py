@@ -18,17 +18,33 @@ def records(stdout):
 def test_pretty_ndjson_link_and_errors(cli, data_copy, tmp_path):
     first = data_copy('unsolved.fits')
     second = data_copy('solved.fits.fz')
-    result = cli('image', 'pretty', '--link-path', tmp_path / 'latest.jpg', '--title', 'Tabby',
-                 first, tmp_path / 'missing.fits', second)
+    result = cli('image', 'pretty', '-j', '1', '--link-path', tmp_path / 'latest.jpg',
+                 '--title', 'Tabby', first, tmp_path / 'missing.fits', second)
     assert result.exit_code == 1
     assert records(result.stdout) == [
-        {'file': str(first), 'jpg': str(tmp_path / 'unsolved.jpg'),
+        {'filename': str(first), 'output': str(tmp_path / 'unsolved.jpg'),
          'link': str(tmp_path / 'latest.jpg')},
-        {'file': str(second), 'jpg': str(tmp_path / 'solved.jpg'),
+        {'filename': str(second), 'output': str(tmp_path / 'solved.jpg'),
          'link': str(tmp_path / 'latest.jpg')},
     ]
     assert result.stderr == f'Error: {tmp_path / "missing.fits"}: No such file or directory\n'
     assert os.readlink(tmp_path / 'latest.jpg') == str(tmp_path / 'solved.jpg')
+
+
+def test_pretty_replaces_a_picture_only_with_overwrite(cli, data_copy, tmp_path):
+    fits_fn = data_copy('tiny.fits')
+    out = tmp_path / 'out'
+    out.mkdir()
+    assert cli('image', 'pretty', '-o', out, fits_fn).exit_code == 0
+    jpg = out / 'tiny.jpg'
+    first = jpg.stat().st_mtime_ns
+    again = cli('image', 'pretty', '-o', out, fits_fn)
+    assert again.exit_code == 1
+    assert again.stderr == (f'Error: {fits_fn}: {jpg}: File exists; '
+                            'pass --overwrite to replace it\n')
+    assert jpg.stat().st_mtime_ns == first
+    assert cli('image', 'pretty', '-o', out, '--overwrite', fits_fn).exit_code == 0
+    assert not (tmp_path / 'tiny.jpg').exists()
 
 
 @pytest.mark.slow
@@ -39,7 +55,7 @@ def test_pretty_cr2_and_undecodable(cli, data_copy, tmp_path):
     bad = data_copy('cr2/canon-eos350d-metadata-only.cr2')
     result = cli('image', 'pretty', good, bad)
     assert result.exit_code == 1
-    assert records(result.stdout)[0]['jpg'] == str(tmp_path / 'synthetic.jpg')
+    assert records(result.stdout)[0]['output'] == str(tmp_path / 'synthetic.jpg')
     assert result.stderr.startswith(f'Error: {bad}: cannot decode: ')
     assert len(result.stderr.splitlines()) == 1
 
@@ -71,7 +87,7 @@ def test_timelapse_json_and_overwrite(cli, jpg_frames, tmp_path):
     assert again.exit_code == 1
     assert again.stderr == f'Error: {movie}: File exists; pass --overwrite to replace it\n'
     out = tmp_path / 'x.mp4'
-    assert cli('image', 'timelapse', jpg_frames, '-o', out, '--glob', '*.jpg',
+    assert cli('image', 'timelapse', jpg_frames, '--output', out, '--glob', '*.jpg',
                '--overwrite').exit_code == 0
     assert out.exists()
 
@@ -102,7 +118,7 @@ def test_focus_ndjson(cli, data_copy, shared_data, tmp_path):
     result = cli('image', 'focus', '--axis', 'y', tiny, tmp_path / 'none.fits')
     assert result.exit_code == 1
     (record,) = records(result.stdout)
-    assert record == {'file': str(tiny), 'vollath_F4': pytest.approx(
+    assert record == {'filename': str(tiny), 'vollath_F4': pytest.approx(
         vollath_F4(getdata(tiny), axis='y')), 'axis': 'y'}
     assert 'none.fits' in result.stderr
     both = records(cli('image', 'focus', tiny).stdout)[0]
@@ -113,15 +129,15 @@ def test_focus_ndjson(cli, data_copy, shared_data, tmp_path):
 @pytest.mark.slow
 def test_background_json_and_fits(cli, data_copy, tmp_path):
     fits_fn = data_copy('solved.fits.fz')
-    out = tmp_path / 'background.fits'
-    result = cli('image', 'background', fits_fn, '--output', out)
+    out = tmp_path / 'solved-background.fits'
+    result = cli('image', 'background', fits_fn, '--output-dir', tmp_path)
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary['file'] == str(fits_fn) and summary['output'] == str(out)
+    assert summary['filename'] == str(fits_fn) and summary['output'] == str(out)
     assert {c: round(v['rms'], 2) for c, v in summary['channels'].items()} == {
         'r': 20.57, 'g': 32.79, 'b': 23.82}
     assert getdata(out).shape == (700, 700)
-    again = cli('image', 'background', fits_fn, '--output', out)
+    again = cli('image', 'background', fits_fn, '-o', tmp_path)
     assert again.exit_code == 1 and 'pass --overwrite' in again.stderr
     bad = cli('image', 'background', tmp_path / 'none.fits')
     assert bad.exit_code == 1 and bad.stderr.startswith('Error: ')

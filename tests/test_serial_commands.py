@@ -143,7 +143,7 @@ def test_ports_table_only_on_a_terminal():
 
 @pytest.mark.slow
 def test_listen_to_the_simulator(cli):
-    result = cli('serial', 'listen', FAST_URL, '--count', 2)
+    result = cli('serial', 'listen', FAST_URL, '--limit', 2)
     assert result.exit_code == 0, result.stderr
     first, second = records(result.stdout)
     assert set(first) == {'timestamp', 'port', 'data'}
@@ -190,7 +190,7 @@ def test_listen_missing_port_exits_1(cli, tmp_path):
     assert 'Traceback' not in result.stderr
 
 
-@pytest.mark.parametrize('args', [['--baudrate', 0], ['--count', 0], ['--timeout', 0]])
+@pytest.mark.parametrize('args', [['--baudrate', 0], ['--limit', 0], ['--timeout', 0]])
 def test_listen_bad_options_exit_2(cli, args):
     assert cli('serial', 'listen', 'no_op://', *args).exit_code == 2
 
@@ -205,7 +205,7 @@ def test_listen_bad_url_exits_1(cli):
 
 @pytest.mark.slow
 def test_simulate_on_stdout_takes_commands_on_stdin(cli):
-    result = cli('serial', 'simulate', '--count', 2, input='fan,off\n')
+    result = cli('serial', 'simulate', '--limit', 2, input='fan,off\n')
     assert result.exit_code == 0, result.stderr
     first, second = records(result.stdout)
     assert (first['report_num'], second['report_num']) == (1, 2)
@@ -248,7 +248,7 @@ def test_pty_round_trip_between_processes(processes, run_panoptes):
     assert announced['port'].startswith('/dev/pts/')
     assert announced['board'] == 'telemetry' and announced['baudrate'] == 9600
     assert 'fan' in announced['relays']
-    listened = run_panoptes('serial', 'listen', announced['port'], '--count', 2, timeout=30)
+    listened = run_panoptes('serial', 'listen', announced['port'], '--limit', 2, timeout=30)
     assert listened.returncode == 0, listened.stderr
     first, second = records(listened.stdout)
     assert first['port'] == announced['port']

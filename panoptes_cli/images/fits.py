@@ -231,7 +231,9 @@ def header_record(fn: PathLike, keywords: list[str] | None = None,
     the HDU read (the image's, as :func:`getheader` picks it, unless ``ext``
     is given as a number or an EXTNAME); ``header`` maps each keyword to its
     value, COMMENT and HISTORY to lists of lines. With ``keywords`` only
-    those are given, None for the missing ones.
+    those are given, None for the missing ones; a keyword with shell
+    wildcards (``RA*``, ``DATE-??``) gives every keyword it matches, in the
+    header's order.
 
     >>> SHARED = Path(__file__).resolve().parents[3] / 'shared' / 'data'
     >>> record = header_record(SHARED / 'solved.fits.fz', ['FIELD', 'EXPTIME', 'NOSUCH'])
@@ -239,6 +241,8 @@ def header_record(fn: PathLike, keywords: list[str] | None = None,
     ('.../solved.fits.fz', 1)
     >>> record['header']
     {'FIELD': 'KIC 8462852', 'EXPTIME': 120.4, 'NOSUCH': None}
+    >>> header_record(SHARED / 'solved.fits.fz', ['DEC-*'])['header']
+    {'DEC-MNT': 46.0}
 
     Raises:
         NotAFitsFile: The file is missing, truncated or not FITS.
@@ -248,8 +252,23 @@ def header_record(fn: PathLike, keywords: list[str] | None = None,
     index = _extension_index(fn, hdus, ext)
     values = header_values(fn, hdus, index)
     if keywords:
-        values = {key: values.get(key.upper()) for key in keywords}
+        values = _chosen_keywords(values, keywords)
     return {'filename': os.fspath(fn), 'hdu': index, 'header': values}
+
+
+def _chosen_keywords(values: dict, keywords: list[str]) -> dict:
+    """The header values the keywords name: exact ones (None when missing), wildcards expanded."""
+    import fnmatch
+
+    chosen = {}
+    for keyword in keywords:
+        if any(char in keyword for char in '*?['):
+            pattern = keyword.upper()
+            chosen.update((key, value) for key, value in values.items()
+                          if fnmatch.fnmatchcase(key, pattern))
+        else:
+            chosen[keyword] = values.get(keyword.upper())
+    return chosen
 
 
 def _card_value(value):

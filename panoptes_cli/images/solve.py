@@ -136,24 +136,35 @@ def wcs_cards(wcs_header) -> list:
 
 
 def summary(fits_file: str, info: Mapping, seconds: float, skipped: bool = False) -> dict:
-    """The record ``panoptes fits solve`` prints for a solved file.
+    """The record ``panoptes fits solve`` prints for a solved file (``output``: the solved file).
 
     ``info`` holds Quantities (see :func:`wcsinfo_quantities`); the record has plain
-    numbers: degrees, arcsec/pixel, and field sizes in degrees whatever unit wcsinfo
-    chose for them.
+    numbers, as :func:`solution` gives them.
     """
     return {
         'filename': fits_file,
         'solved': True,
         'skipped': skipped,
-        'solved_file': info.get('solved_fits_file', fits_file),
+        'output': info.get('solved_fits_file', fits_file),
+        **solution(info),
+        'seconds': round(seconds, 3),
+    }
+
+
+def solution(info: Mapping) -> dict:
+    """The plate solution in wcsinfo's answer, under the names every command uses.
+
+    ``ra``, ``dec`` (centre) and ``rotation`` in degrees, ``pixel_scale`` in
+    arcsec/pixel, ``field_width`` and ``field_height`` in degrees whatever
+    unit wcsinfo chose for them.
+    """
+    return {
         'ra': _number(info.get('ra_center'), 'deg'),
         'dec': _number(info.get('dec_center'), 'deg'),
         'pixel_scale': _number(info.get('pixscale'), 'arcsec / pix'),
         'rotation': _number(info.get('orientation'), 'deg'),
         'field_width': _rounded(_number(info.get('fieldw'), 'deg')),
         'field_height': _rounded(_number(info.get('fieldh'), 'deg')),
-        'seconds': round(seconds, 3),
     }
 
 
@@ -497,7 +508,7 @@ def solve_fields(fnames: Iterable[PathLike], jobs: int | None = None,
     Each image goes through :func:`solve_file` with ``options`` (or, without
     them, the options :func:`get_solve_field` reads from ``kwargs``).
     A result is a dict: ``filename``, ``solved``, and for a solution
-    ``solved_file``, ``ra`` and ``dec`` of the centre and ``rotation`` (degrees),
+    ``output`` (the solved file), ``ra`` and ``dec`` of the centre and ``rotation`` (degrees),
     ``pixel_scale`` (arcsec/pixel), ``field_width`` and ``field_height``
     (degrees), ``skipped``; for a failure ``error``; always ``seconds``.
     Closing the generator early (Ctrl-C) stops the solves still running.
