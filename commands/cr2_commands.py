@@ -78,22 +78,21 @@ def convert(
 
 
 @app.command('preview')
+@options.records_output
 def preview(
-    files: list[str] = typer.Argument(..., metavar='FILE...',
-                                      help="CR2 files; '-' reads file names from stdin."),
-    output_dir: Path = typer.Option(None, '--output-dir', '-o', file_okay=False,
-                                    help='Write the JPGs there (default: beside each CR2).'),
+    files: list[str] = options.files('CR2 files'),
+    output_dir: Path = options.OUTPUT_DIR,
     output_file: Path = typer.Option(None, '--output', dir_okay=False,
                                      help='Write the one FILE\'s preview to this path '
                                           '(e.g. latest.jpg for a web cam page).'),
-    overwrite: bool = typer.Option(False, '--overwrite', help='Replace existing outputs.'),
+    overwrite: bool = options.OVERWRITE,
 ):
     """Extract the camera's own full-size JPEG preview from CR2 frames, right way up.
 
     x.cr2 gives x.jpg beside it (or in --output-dir). No raw decoding: the
     picture the camera rendered is copied out in milliseconds, and turned
     when the camera recorded the frame as rotated (EXIF orientation). One
-    NDJSON line per file, in the order given: {"file": ..., "output": ...}.
+    NDJSON line per file, in the order given: {"filename": ..., "output": ...}.
     A file without a preview is reported on stderr as "Error: FILE: why" and
     the others go on; the exit status is then 1. Files are written
     atomically: a web server never serves half a picture.
@@ -103,26 +102,22 @@ def preview(
 
     Examples:
 
+    \b
       panoptes cr2 preview 20160909T081152.cr2
-
       panoptes cr2 preview --overwrite --output /var/www/latest.jpg "$(ls -t *.cr2 | head -1)"
     """
     from panoptes_cli.images.preview import extract_preview
 
-    paths = output.read_paths(files)
-    if output_file is not None and len(paths) != 1:
+    if output_file is not None and (len(files) != 1 or files == ['-']):
         raise typer.BadParameter('takes exactly one FILE', param_hint='--output')
-    if output_dir is not None and not output_dir.is_dir():
-        raise FileNotFoundError(2, 'No such directory', os.fspath(output_dir))
     with output.Batch() as batch:
-        for path in paths:
+        for path in batch.inputs(files):
             with batch.item(path):
                 try:
                     result = extract_preview(path, output_file, output_dir, overwrite=overwrite)
                 except FileExistsError as exc:
-                    raise FileExistsError(exc.errno, f'{exc.strerror}; pass --overwrite to replace it',
-                                          exc.filename) from None
-                output.emit_record({'file': path, 'output': result})
+                    raise output.with_overwrite_hint(exc) from None
+                output.emit_record({'filename': path, 'output': result})
 
 
 @app.command('exif')

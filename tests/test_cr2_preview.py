@@ -104,7 +104,7 @@ def test_cli_batch_goes_on_after_a_bad_file(cli, frame, tmp_path):
     result = cli('cr2', 'preview', '-o', tmp_path / 'out', truncated, cr2)
     assert result.exit_code == 1
     assert result.stderr.startswith(f'Error: {truncated}: ') and result.stderr.count('\n') == 1
-    assert json.loads(result.stdout) == {'file': str(cr2), 'output': str(tmp_path / 'out' / 'upright.jpg')}
+    assert json.loads(result.stdout) == {'filename': str(cr2), 'output': str(tmp_path / 'out' / 'upright.jpg')}
     assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == ['upright.jpg']
 
 
