@@ -41,12 +41,29 @@ class Runner(Protocol):
         """
 
 
-def make_runner(jobs: int | None = None) -> Runner:
-    """Return the runner for ``jobs`` items at once (default: one per CPU core)."""
+def make_runner(jobs: int | None = None, initializer: Callable[[], None] | None = None) -> Runner:
+    """Return the runner for ``jobs`` items at once (default: one per CPU core).
+
+    ``initializer`` runs once in each worker process as it starts.
+    """
     jobs = jobs or os.cpu_count() or 1
     if jobs < 1:
         raise ValueError(f'jobs={jobs}: must be at least 1')
-    return LocalRunner(jobs)
+    return LocalRunner(jobs, initializer)
+
+
+def _start_worker(parent: int, initializer: Callable[[], None] | None) -> None:
+    """Make a pool worker die with its parent (no idle orphans after a kill -9), then set it up."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+    if initializer is not None:
+        initializer()
 
 
 def _call(function: Callable, item) -> Outcome:
@@ -69,8 +86,9 @@ def _picklable(exc: BaseException) -> BaseException:
 class LocalRunner:
     """A pool of ``jobs`` processes on this machine; ``jobs=1`` runs in this process."""
 
-    def __init__(self, jobs: int):
+    def __init__(self, jobs: int, initializer: Callable[[], None] | None = None):
         self.jobs = jobs
+        self.initializer = initializer
 
     def map_unordered(self, function: Callable, items: Iterable) -> Iterator[Outcome]:
         if self.jobs == 1:
@@ -84,7 +102,9 @@ class LocalRunner:
         from concurrent.futures import ProcessPoolExecutor
 
         # fork: workers start at once with what this process has imported already.
-        pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context('fork'))
+        pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context('fork'),
+                                   initializer=_start_worker,
+                                   initargs=(os.getpid(), self.initializer))
         # Start the workers now, from this thread, before the feeder thread exists.
         pool.submit(int).result()
         done: queue.Queue = queue.Queue()

@@ -318,3 +318,23 @@ def test_two_watches_over_one_directory_share_the_work(tmp_path):
         events += _events(out)
     done = [(Path(e['filename']).name, e['step']) for e in events]
     assert len(done) == len(set(done)) == 4 * 3
+
+
+def test_workers_die_with_a_killed_watch(tmp_path):
+    night = tmp_path / 'night'
+    night.mkdir()
+    process = _start(['--jobs', '2', '--steps', 'convert', '--settle', '0.2', night])
+    try:
+        time.sleep(2)
+        _cr2(night / '20160909T081000.cr2')
+        assert _read_events(process, 1, timeout=60)
+        workers = [int(pid) for pid in
+                   Path(f'/proc/{process.pid}/task/{process.pid}/children').read_text().split()]
+        assert workers
+    finally:
+        process.kill()  # the watch alone, as kill -9 PID does
+        process.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f'/proc/{pid}').exists() for pid in workers):
+        time.sleep(0.1)
+    assert not [pid for pid in workers if Path(f'/proc/{pid}').exists()]

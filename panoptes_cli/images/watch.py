@@ -134,6 +134,15 @@ def _frames(watcher: FrameWatcher, options: PipelineOptions, stop: threading.Eve
         stop.wait(tick)
 
 
+def _become_worker() -> None:
+    """Leave stopping to the watch: a terminal's Ctrl-C reaches every process of the
+    group, and the frames in hand must finish. SIGTERM sent to a worker itself ends it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def watch(directories: Iterable[PathLike], options: PipelineOptions, jobs: int = 1,
           once: bool = False, settle: float = 2.0, poll: bool = False,
           stop: threading.Event | None = None, tick: float = 0.25) -> Iterator[list[dict]]:
@@ -146,7 +155,7 @@ def watch(directories: Iterable[PathLike], options: PipelineOptions, jobs: int =
     stop = stop or threading.Event()
     watcher = FrameWatcher(directories, settle=settle, poll=poll, live=not once)
     try:
-        runner = make_runner(jobs)
+        runner = make_runner(jobs, initializer=_become_worker)
         work = functools.partial(process_frame, options=options)
         for outcome in runner.map_unordered(work, _frames(watcher, options, stop, once, tick)):
             if outcome.error is not None:
