@@ -220,6 +220,8 @@ def watch(
                                         help='Give up solving a frame after this long.'),
     latest: bool = typer.Option(True, '--latest/--no-latest',
                                 help='Keep latest.jpg (beside the JPGs) the newest picture.'),
+
+    scheduler: str = options.SCHEDULER,
 ):
     """Run each new frame in DIR... through convert, solve, pack and pretty, as it arrives.
 
@@ -277,8 +279,11 @@ def watch(
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     status = _WatchStatus()
     try:
-        for events in watch_frames(directories, pipeline, jobs=options.jobs_or_cores(jobs),
-                                   once=once, settle=settle, poll=poll, stop=stop):
+        # Workers do not share our working directory: frames go to them by absolute path.
+        watched = [directory.resolve() for directory in directories] if scheduler else directories
+        for events in watch_frames(watched, pipeline, jobs=options.jobs_or_cores(jobs),
+                                   once=once, settle=settle, poll=poll, stop=stop,
+                                   scheduler=scheduler):
             for event in events:
                 status.clear()
                 output.emit_record(event)

@@ -81,7 +81,7 @@ class DaskRunner:
         self.address = address
         self.programs = list(programs)
 
-    def map_unordered(self, function: Callable[[str], Any], items: Iterable[str]) -> Iterator:
+    def map_unordered(self, function: Callable[[Any], Any], items: Iterable) -> Iterator:
         """Yield one Outcome per item as its task finishes; closing the iterator cancels the rest.
 
         Items are submitted as they arrive (a pipe is read while tasks run). A
@@ -136,7 +136,7 @@ class DaskRunner:
                 if workers == []:
                     feed.unrunnable.append(Outcome(item, error=self._none_capable(item)))
                 else:
-                    future = client.submit(_run_on_worker, function, os.path.abspath(item),
+                    future = client.submit(_run_on_worker, function, _for_workers(item),
                                            pure=False, workers=workers,
                                            allow_other_workers=False)
                     feed.items[future] = item
@@ -188,12 +188,22 @@ class _Feed(NamedTuple):
     done: Any  # threading.Event: every item was read
 
 
-def _outcome(item: str, future, value) -> Outcome:
+def _for_workers(item):
+    """A path as the workers must open it (absolute: their working directory is not ours).
+
+    Other items (e.g. the watcher's frames) go as they are.
+    """
+    return os.path.abspath(item) if isinstance(item, str) else item
+
+
+def _outcome(item, future, value) -> Outcome:
     """Turn a finished future into the caller's Outcome, paths spelled as the caller did."""
     if future.status == 'error':
         # The worker died running it too often (KilledWorker), or Dask itself failed.
         return Outcome(item, error=ClusterError(f'{item}: {type(value).__name__}: {value}'))
     result, error = value
+    if not isinstance(item, str):
+        return Outcome(item, value=result, error=error)
     absolute = os.path.abspath(item)
     if error is not None:
         return Outcome(item, error=_respelled_error(error, absolute, item))

@@ -255,3 +255,28 @@ def test_ctrl_c_cancels_the_tasks_not_done(dask_cluster, data_copy, shared_data)
         while any(client.processing().values()) or client.who_has():
             assert time.monotonic() < deadline, client.processing()
             time.sleep(0.2)
+
+
+def test_image_watch_once_on_the_cluster_does_what_it_does_here(dask_cluster, data_copy,
+                                                                 tmp_path, run_panoptes):
+    for place in ('local', 'cluster'):
+        (tmp_path / place).mkdir()
+        for number in range(2):
+            data_copy('tiny.fits', f'{place}/frame{number}.fits')
+    steps = ['image', 'watch', '--once', '--steps', 'pack,pretty', '--no-latest']
+    local = run_panoptes(*steps, '--jobs', '2', 'local')
+    on_cluster = run_panoptes(*steps, '--scheduler', dask_cluster.address, 'cluster')
+    assert (local.returncode, on_cluster.returncode) == (0, 0), on_cluster.stderr
+
+    def events(stdout):
+        import json
+
+        return sorted((os.path.basename(event['filename']), event['step'],
+                       os.path.basename(event.get('output') or ''), 'error' in event)
+                      for event in map(json.loads, stdout.splitlines()))
+
+    assert events(on_cluster.stdout) == events(local.stdout)
+    assert len(events(on_cluster.stdout)) == 4
+    for number in range(2):
+        assert (tmp_path / 'cluster' / f'frame{number}.fits.fz').exists()
+        assert (tmp_path / 'cluster' / f'frame{number}.jpg').exists()

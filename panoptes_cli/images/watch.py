@@ -145,17 +145,27 @@ def _become_worker() -> None:
 
 def watch(directories: Iterable[PathLike], options: PipelineOptions, jobs: int = 1,
           once: bool = False, settle: float = 2.0, poll: bool = False,
-          stop: threading.Event | None = None, tick: float = 0.25) -> Iterator[list[dict]]:
+          stop: threading.Event | None = None, tick: float = 0.25,
+          scheduler: str | None = None) -> Iterator[list[dict]]:
     """Run every new frame in ``directories`` through the pipeline; yield each frame's events.
 
-    A frame whose worker died unexpectedly gives one event with its ``error``.
+    Frames run ``jobs`` at a time here, or, with ``scheduler`` (a Dask scheduler
+    address), as tasks on that cluster: give absolute directories then, on
+    storage the workers share. A frame whose worker died unexpectedly gives one
+    event with its ``error``.
     """
-    from panoptes_cli.runner import make_runner
-
     stop = stop or threading.Event()
     watcher = FrameWatcher(directories, settle=settle, poll=poll, live=not once)
     try:
-        runner = make_runner(jobs, initializer=_become_worker)
+        if scheduler:
+            from panoptes_cli.cluster import DaskRunner
+
+            needed = ['solve-field', 'wcsinfo'] if 'solve' in options.steps else []
+            runner = DaskRunner(scheduler, programs=needed)
+        else:
+            from panoptes_cli.runner import make_runner
+
+            runner = make_runner(jobs, initializer=_become_worker)
         work = functools.partial(process_frame, options=options)
         for outcome in runner.map_unordered(work, _frames(watcher, options, stop, once, tick)):
             if outcome.error is not None:
