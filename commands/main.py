@@ -33,7 +33,7 @@ Tools for PANOPTES robotic-telescope observatories.
 
 Data goes to stdout as JSON (or NDJSON for streams); logs, progress and
 errors go to stderr. Exit status: 0 success, 1 failure (a batch: any item
-failed), 2 usage error, 130 interrupted.
+failed), 2 usage error, 130 interrupted (143 SIGTERM, 129 SIGHUP).
 
 Example:  panoptes time now -f flat
 """

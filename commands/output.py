@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 
 import typer
@@ -533,16 +534,105 @@ class _RichProgress:
         return False
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwound like Ctrl-C, so every cleanup path runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+# What the user is told for each signal, as shells word them.
+_SIGNAL_WORDS = {'SIGTERM': 'Terminated', 'SIGHUP': 'Hangup'}
+
+
+def _child_pids() -> list[int]:
+    """The processes this one started (Linux /proc), so a signal can reach them as Ctrl-C would."""
+    me = os.getpid()
+    children = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir('/proc'):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f'/proc/{entry.name}/stat', 'rb') as handle:
+                    stat = handle.read()
+            except OSError:
+                continue
+            # pid (comm) state ppid ...: comm may hold spaces and parentheses.
+            fields = stat[stat.rfind(b')') + 2:].split()
+            if len(fields) > 1 and int(fields[1]) == me:
+                children.append(int(entry.name))
+    return children
+
+
+@contextlib.contextmanager
+def termination_as_interrupt(received: list):
+    """Inside the block, SIGTERM and SIGHUP act as Ctrl-C does, then exit 128 + the signal.
+
+    Ctrl-C reaches every process in the terminal's foreground group; a SIGTERM
+    from ``kill``, a service manager or a closed terminal (SIGHUP) often reaches
+    only this one. So the first of them is passed on to this process's children
+    as SIGINT (pool workers and external programs end as on Ctrl-C, removing
+    their temporary files) and raised here as :class:`Terminated`, a
+    KeyboardInterrupt: the same ``finally`` blocks remove temporary directories
+    and ``.part`` files. Later ones are ignored while that cleanup runs. The
+    signal's number is appended to ``received``.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        if received:
+            return
+        received.append(signum)
+        for pid in _child_pids():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGINT)
+        raise Terminated(signum)
+
+    previous = {signum: signal.signal(signum, terminate) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _report_termination(signum: int) -> int:
+    """Say which signal ended the command (as shells do); return 128 + its number."""
+    import signal
+
+    # After SIGHUP the terminal may be gone: nobody to tell.
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f'{_SIGNAL_WORDS.get(signal.Signals(signum).name, "Terminated")}\n')
+        sys.stderr.flush()
+    return 128 + signum
+
+
 def run_main(invoke) -> int:
     """Call ``invoke()`` (a Click ``main`` in non-standalone mode) under the error contract.
 
     Returns the exit status.
 
     PanError, OSError and ValueError: one ``Error:`` line, status 1. Usage
-    errors: status 2. Ctrl-C: status 130. A closed stdout: quiet, status 0.
+    errors: status 2. Ctrl-C: status 130; SIGTERM and SIGHUP act as Ctrl-C
+    (see :func:`termination_as_interrupt`) with status 143 and 129. A closed
+    stdout: quiet, status 0.
     """
+    received = []
+    status = _run_reporting_errors(invoke, received)
+    # Typer turns a KeyboardInterrupt, so also a Terminated, into a status of 130.
+    return _report_termination(received[0]) if received else status
+
+
+def _run_reporting_errors(invoke, received: list) -> int:
     try:
-        result = invoke()
+        with termination_as_interrupt(received):
+            result = invoke()
     except typer.Exit as exc:
         return exc.exit_code
     except typer.TyperException as exc:
@@ -552,6 +642,8 @@ def run_main(invoke) -> int:
         else:
             sys.stderr.write(f'Error: {exc.format_message()}\n')
         return exc.exit_code
+    except Terminated:
+        return ExitStatus.TERMINATED  # reported by run_main
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write('Interrupted\n')
         return ExitStatus.INTERRUPTED
@@ -563,21 +655,6 @@ def run_main(invoke) -> int:
         report_error(exc)
         return ExitStatus.ERROR
     return result if isinstance(result, int) else ExitStatus.SUCCESS
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Treat SIGTERM like Ctrl-C inside the block: KeyboardInterrupt, exit status 130."""
-    import signal
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt()
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def note(text: str) -> None:

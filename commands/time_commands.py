@@ -112,7 +112,6 @@ def sun(
             raise core.NoSuchEvent(f'{wait_until}: the Sun does not reach it at this site '
                                    f'on the night of {tonight["night_of"]}')
         target = core.parse_iso(tonight[event])
-        with output.sigterm_as_interrupt():
-            output.note(f'waiting until {event.replace("_", "-")} at {tonight[event]}')
-            core.wait_until(target)
+        output.note(f'waiting until {event.replace("_", "-")} at {tonight[event]}')
+        core.wait_until(target)
     output.emit_json(tonight)

@@ -135,8 +135,8 @@ def test_wait_for_an_event_the_sun_never_reaches_fails(cli, monkeypatch):
     assert result.exit_code == 1 and 'does not reach' in result.stderr
 
 
-@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
-def test_signal_ends_the_wait_with_130(sig):
+@pytest.mark.parametrize('sig, status', [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_ends_the_wait(sig, status):
     process = subprocess.Popen(
         [shutil.which('panoptes'), 'time', 'sun', '--lat', '19.54', '--lon', '-155.58',
          '--wait-until', 'sunrise'],
@@ -146,5 +146,5 @@ def test_signal_ends_the_wait_with_130(sig):
     assert first_line.startswith('waiting until sunrise at 2016-09-09T16:08'), first_line
     process.send_signal(sig)
     out, err = process.communicate(timeout=30)
-    assert process.returncode == 130, err
+    assert process.returncode == status, err
     assert out == '' and 'Traceback' not in err
