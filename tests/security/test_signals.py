@@ -42,7 +42,7 @@ def run_until_busy(args, tmp_path, program, body=HANG, stdin=subprocess.DEVNULL,
 def stop_with(process, pids, sig):
     """Send ``sig``; return (exit status, stderr) and check the hanging programs ended."""
     process.send_signal(sig)
-    _, stderr = process.communicate(timeout=30)
+    _, stderr = process.communicate(timeout=90)
     deadline = time.monotonic() + 10
     while any(process_alive(int(pid)) for pid in pids.read_text().split()):
         assert time.monotonic() < deadline, 'a child process outlived the command'
@@ -117,7 +117,7 @@ def test_db_insert_keeps_what_it_stored(tmp_path, run_panoptes):
     process.stdin.flush()
     stored = [process.stdout.readline(), process.stdout.readline()]
     process.send_signal(signal.SIGTERM)
-    rest, stderr = process.communicate(timeout=30)
+    rest, stderr = process.communicate(timeout=90)
     assert (process.returncode, stderr) == (143, 'Terminated\n')
     ids = {json.loads(line)['_id'] for line in stored + rest.splitlines()}
     found = run_panoptes('db', 'find', 'weather').stdout.splitlines()
