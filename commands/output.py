@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import errno
 import json
+import math
 import os
 import shutil
 import sys
@@ -207,14 +208,43 @@ def raw_requested() -> bool:
     return _mode().raw
 
 
+def json_text(obj, indent: int | None = None) -> str:
+    """Return ``obj`` as valid JSON: NaN and infinities (which JSON has no words for) as null.
+
+    Python's json module writes them as ``NaN``/``Infinity``, which ``jq`` and
+    strict parsers refuse; a record holding one (a sensor's reading, say) is
+    written with null in its place.
+
+    >>> json_text({'temp': float('nan'), 'wind': [1.5, float('inf')]})
+    '{"temp": null, "wind": [1.5, null]}'
+    """
+    from panoptes_cli.error import InvalidSerialization
+    from panoptes_cli.serializers import to_json
+
+    try:
+        return to_json(obj, indent=indent, allow_nan=False)
+    except InvalidSerialization as err:
+        if not isinstance(err.__cause__, ValueError):
+            raise
+    return to_json(_finite(obj), indent=indent, allow_nan=False)
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(value) for value in obj]
+    return obj
+
+
 def emit_json(obj) -> None:
     """Write one JSON document to stdout: indented on a terminal, compact in a pipe.
 
     As CSV/TSV/a table, a list is one row per item and anything else one row;
     in raw mode a string is written without quotes (as ``jq -r`` does).
     """
-    from panoptes_cli.serializers import to_json
-
     mode = _mode()
     if mode.format is not Format.json:
         mode.rows.extend(obj if isinstance(obj, list) else [obj])
@@ -222,18 +252,16 @@ def emit_json(obj) -> None:
         _write_stdout(f'{obj}\n')
     else:
         indent = 2 if environment().stdout_isatty else None
-        _write_stdout(to_json(obj, indent=indent) + '\n')
+        _write_stdout(json_text(obj, indent=indent) + '\n')
 
 
 def emit_record(obj) -> None:
     """Write one NDJSON record to stdout and flush it, so pipes see it at once."""
-    from panoptes_cli.serializers import to_json
-
     mode = _mode()
     if mode.format is not Format.json:
         mode.rows.append(obj)
     else:
-        _write_stdout(to_json(obj) + '\n')
+        _write_stdout(json_text(obj) + '\n')
 
 
 def emit_text(text: str) -> None:

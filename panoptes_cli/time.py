@@ -32,7 +32,11 @@ def _pocstime_now() -> _datetime | None:
             "use e.g. POCSTIME='1999-12-31 23:59:59' or unset it") from None
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
-    os.environ['POCSTIME'] = (parsed + timedelta(seconds=1)).isoformat(sep=' ')
+    try:
+        advanced = parsed + timedelta(seconds=1)
+    except OverflowError:
+        advanced = parsed  # 9999-12-31 23:59:59: the clock stops at the last second there is
+    os.environ['POCSTIME'] = advanced.isoformat(sep=' ')
     return parsed
 
 

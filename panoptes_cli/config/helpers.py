@@ -442,6 +442,9 @@ def _check_key(key) -> None:
         check_key(key)
     except LimitExceeded as err:
         raise InvalidConfig(f'bad config key {key[:40]!r}...: {err}') from None
+    if not key.isprintable():
+        raise InvalidConfig(f'bad config key {key!r}: it holds a line break or another '
+                            'control character')
     if _KEY.fullmatch(key):
         return
     parts = key.split('.')

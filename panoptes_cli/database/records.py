@@ -76,8 +76,12 @@ def validate_name(name, what: str = 'collection') -> str:
     Traceback (most recent call last):
       ...
     panoptes_cli.error.IllegalValue: IllegalValue: invalid collection name '../../etc/passwd': use 1-200 letters, digits, '_', '-' or '.'
+    >>> validate_name('weather\\n')
+    Traceback (most recent call last):
+      ...
+    panoptes_cli.error.IllegalValue: IllegalValue: invalid collection name 'weather\\n': use 1-200 letters, digits, '_', '-' or '.'
     """
-    if not isinstance(name, str) or not _NAME.match(name) or name in ('.', '..'):
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in ('.', '..'):
         raise IllegalValue(f"invalid {what} name {name!r}: use 1-200 letters, digits, '_', '-' or '.'")
     if what == 'collection' and name.startswith('current_'):
         # The file store keeps the current record of "weather" in current_weather.json.
@@ -120,7 +124,7 @@ def iso_date(value) -> str:
       ...
     panoptes_cli.error.IllegalValue: IllegalValue: 'yesterday' is not an ISO-8601 time
     """
-    if isinstance(value, str) and _ISO_MS.match(value):
+    if isinstance(value, str) and _ISO_MS.fullmatch(value):
         return value
     # Datetimes, dates and astropy Times become ISO strings here.
     value = serialize_object(value)
@@ -145,12 +149,20 @@ def parse_time_bound(value) -> str:
     >>> parse_time_bound('2h')
     '2024-05-01T10:00:00.000'
     >>> del os.environ['POCSTIME']
+    >>> parse_time_bound('999999999d')
+    Traceback (most recent call last):
+      ...
+    panoptes_cli.error.IllegalValue: IllegalValue: '999999999d' reaches back before the year 1; give a shorter duration or an ISO-8601 time
     """
     if isinstance(value, str):
         relative = _RELATIVE_TIME.match(value)
         if relative:
-            amount = timedelta(**{_TIME_UNITS[relative[2]]: float(relative[1])})
-            return iso_date(utc_now() - amount)
+            try:
+                amount = timedelta(**{_TIME_UNITS[relative[2]]: float(relative[1])})
+                return iso_date(utc_now() - amount)
+            except OverflowError:
+                raise IllegalValue(f'{value!r} reaches back before the year 1; give a shorter '
+                                   'duration or an ISO-8601 time') from None
     try:
         return iso_date(value)
     except IllegalValue:
