@@ -361,6 +361,7 @@ def test_prune(week):
     assert next(week.find('weather', parse=False))['_id'] == obj_id
 
 
+@pytest.mark.slow
 def test_follow_sees_new_records(db):
     found = []
     follower = threading.Thread(target=lambda: found.extend(

@@ -142,6 +142,7 @@ def test_max_seconds_stops_between_batches(central):
     assert list(sync(local, central, 'PAN003', batch_size=10))[-1].sent == 40
 
 
+@pytest.mark.slow
 def test_eight_units_sync_concurrently(central, postgres_url, tmp_path):
     per_unit = 3000
     units = [f'PAN{n:03d}' for n in range(8)]
@@ -166,6 +167,7 @@ def test_eight_units_sync_concurrently(central, postgres_url, tmp_path):
     assert central_counts(postgres_url) == {unit: (per_unit, per_unit) for unit in units}
 
 
+@pytest.mark.slow
 def test_sync_killed_mid_batch_then_rerun_is_exact(central, postgres_url, tmp_path):
     total = 60_000
     env = {'PANDIR': str(tmp_path)}
@@ -195,6 +197,7 @@ def test_sync_killed_mid_batch_then_rerun_is_exact(central, postgres_url, tmp_pa
 
 # find --follow, across processes.
 
+@pytest.mark.slow
 @pytest.mark.parametrize('db_type', ['sqlite', 'file', 'postgres'])
 def test_follow_sees_another_process_insert_within_a_second(db_type, postgres_url, tmp_path):
     env = {'PANDIR': str(tmp_path), 'PANOPTES_DB_TYPE': db_type, 'PANOPTES_DB_URL': postgres_url,

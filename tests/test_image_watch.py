@@ -111,6 +111,7 @@ def test_polling_watcher_uses_settle_time(tmp_path):
         watcher.close()
 
 
+@pytest.mark.slow
 def test_once_runs_every_step_and_a_bad_frame_does_not_block(cli, shared_data, tmp_path, backend):
     night = tmp_path / 'night'
     night.mkdir()
@@ -166,6 +167,7 @@ def test_once_runs_every_step_and_a_bad_frame_does_not_block(cli, shared_data, t
     assert again.exit_code == 0 and again.stdout == ''
 
 
+@pytest.mark.slow
 def test_record_per_frame_stored_once(cli, tmp_path, monkeypatch):
     monkeypatch.setenv('PANOPTES_DB_TYPE', 'file')
     night = tmp_path / 'night'
@@ -277,6 +279,7 @@ def test_live_watch_killed_and_restarted_does_every_step_once(shared_data, tmp_p
     assert set(journal) == {'solve', 'pack', 'pretty'} and 'output' in journal['solve']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
 def test_signal_finishes_the_frame_in_hand_and_exits_0(tmp_path, sig):
     night = tmp_path / 'night'
@@ -301,6 +304,7 @@ def test_bad_steps_is_a_usage_error(cli, tmp_path):
     assert result.exit_code == 2 and 'teatime' in result.stderr
 
 
+@pytest.mark.slow
 def test_two_watches_over_one_directory_share_the_work(tmp_path):
     night = tmp_path / 'night'
     night.mkdir()

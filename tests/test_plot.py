@@ -60,6 +60,7 @@ def test_show_stamps_needs_a_stamp():
         plot.show_stamps([])
 
 
+@pytest.mark.slow
 def test_animation_has_a_frame_per_stamp(tmp_path):
     from PIL import Image
 

@@ -31,6 +31,7 @@ REFERENCE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('site, day', list(REFERENCE))
 def test_events_agree_with_an_independent_computation(site, day):
     tonight = night(site, day)
@@ -56,6 +57,7 @@ def test_polar_summer_has_no_events():
     assert tonight['midnight'] is not None
 
 
+@pytest.mark.slow
 def test_tonight_is_the_night_not_yet_over():
     # 02:00 local (solar) during the night: the current night.
     during = night(MAUNA_LOA, datetime(2016, 9, 9, 12, 22))
@@ -135,6 +137,7 @@ def test_wait_for_an_event_the_sun_never_reaches_fails(cli, monkeypatch):
     assert result.exit_code == 1 and 'does not reach' in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('sig, status', [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_ends_the_wait(sig, status):
     process = subprocess.Popen(

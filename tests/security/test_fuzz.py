@@ -129,6 +129,7 @@ def test_db_insert_stores_every_line_it_acknowledges(isolated_env, lines):
                 for record_id in record_ids] == expected
 
 
+@pytest.mark.slow
 @FUZZ
 @given(values)
 def test_serializers_raise_only_their_own_errors(value):

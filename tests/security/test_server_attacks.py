@@ -91,6 +91,7 @@ def test_allow_host_adds_names(start_config_server):
     assert server.post_json('/get-config', {'key': 'name'}, Host='other.local')[0] == 403
 
 
+@pytest.mark.slow
 def test_clients_keep_working(config_server_process, client_env):
     import requests
 
