@@ -16,9 +16,11 @@ action="${1:-install}"
 case "$action" in install|run|test) ;; *) echo "usage: $0 [install|run|test]" >&2; exit 2 ;; esac
 
 mapfile -t debian_packages < <(awk '!/^#/ && NF {print $1}' panoptes_cli/data/debian-packages.txt)
-# The tests also regenerate man pages (help2man, man), run the README's examples (jq) and
-# start a throwaway PostgreSQL server (postgresql).
-[ "$action" = test ] && debian_packages+=(help2man man-db jq postgresql)
+# The tests also regenerate man pages (help2man, man), run the README's examples (jq), start
+# a throwaway PostgreSQL server (postgresql), and build and run the Docker image without a
+# Docker engine (buildah; debootstrap makes a stand-in for the image's base where no
+# container registry can be reached).
+[ "$action" = test ] && debian_packages+=(help2man man-db jq postgresql buildah debootstrap)
 
 install_debian_packages() {
     command -v dpkg-query >/dev/null 2>&1 || { echo "install.sh: not Debian/Ubuntu; install ${debian_packages[*]} yourself" >&2; return 0; }
