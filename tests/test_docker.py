@@ -278,7 +278,7 @@ def test_image_converts_a_cr2_to_fits(container, tmp_path):
     result = run_inside(container, 'panoptes', 'cr2', 'convert', 'raws/synthetic.cr2',
                         mounts=[(raws, '/var/panoptes/raws')])
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {'file': 'raws/synthetic.cr2', 'output': 'raws/synthetic.fits'}
+    assert json.loads(result.stdout)['output'] == 'raws/synthetic.fits'
     on_host = tmp_path / 'on-host'
     on_host.mkdir()
     assert host_cli('cr2', 'convert', '-o', str(on_host), str(raws / 'synthetic.cr2')).returncode == 0
