@@ -37,6 +37,7 @@ def convert(
     remove_cr2: bool = typer.Option(False, '--remove-cr2',
                                     help='Delete each CR2 once its output is complete.'),
     jobs: int = options.JOBS,
+    scheduler: str = options.SCHEDULER,
     decoder: Decoder = typer.Option(Decoder.auto, '--decoder',
                                     help='Pixel decoder for fits/jpg: auto (LibRaw, then '
                                          'dcraw), rawpy or dcraw.'),
@@ -68,13 +69,16 @@ def convert(
     from panoptes_cli.images.conversion import ConvertOptions, convert_file
     from panoptes_cli.programs import find_program
 
-    for program in _PROGRAMS[to.value] + (['dcraw'] if decoder is Decoder.dcraw else []):
-        find_program(program)
+    needed = _PROGRAMS[to.value] + (['dcraw'] if decoder is Decoder.dcraw else [])
+    if not scheduler:  # else they run on the workers, which are checked there
+        for program in needed:
+            find_program(program)
     convert_options = ConvertOptions(to=to.value, output_dir=output_dir, overwrite=overwrite,
                                      remove_cr2=remove_cr2, decoder=decoder.value)
     output.run_batch(files, partial(convert_file, options=convert_options),
                      jobs=jobs, description='Converting',
-                     record=lambda path, result: {'filename': path, 'output': result})
+                     record=lambda path, result: {'filename': path, 'output': result},
+                     scheduler=scheduler, programs=needed)
 
 
 @app.command('preview')

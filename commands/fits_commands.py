@@ -30,6 +30,8 @@ def header(
     ext: list[str] = typer.Option(None, '--ext', '-e', show_default=False,
                                   help='Read this HDU (number or EXTNAME) instead of the '
                                        'image one (repeat for more).'),
+
+    scheduler: str = options.SCHEDULER,
 ):
     """Print FITS headers as NDJSON, one object per file (and per --ext).
 
@@ -46,19 +48,26 @@ def header(
       panoptes fits header -e 0 -e 1 solved.fits.fz
       find night -name '*.fz' | panoptes fits header -k FIELD -
     """
-    from panoptes_cli.error import PanError
-    from panoptes_cli.images.fits import header_record
+    import contextlib
+    from functools import partial
+
+    from panoptes_cli.images.fits import header_records
 
     extensions = [_extension(value) for value in ext or []] or [None]
-    with output.Batch() as batch:
-        for path in batch.inputs(files):
-            for extension in extensions:
-                with batch.item(path):
-                    try:
-                        record = header_record(path, keys or None, extension)
-                    except KeyError as exc:
-                        raise PanError(exc.args[0]) from None
-                    output.emit_record(record)
+    # Headers are quick to read: here one file at a time, in this process.
+    runner = output.runner_for(1, None, scheduler)
+    task = partial(header_records, keywords=keys or None, extensions=extensions)
+    with output.Batch() as batch, contextlib.closing(
+            runner.map_unordered(task, batch.inputs(files))) as outcomes:
+        for outcome in outcomes:
+            with batch.item(outcome.item):
+                if outcome.error is not None:
+                    raise outcome.error
+                for result in outcome.value:
+                    if isinstance(result, BaseException):
+                        batch.fail(result, outcome.item)
+                    else:
+                        output.emit_record(result)
 
 
 def _pack_all(files: list[str], unpack: bool, overwrite: bool, keep_original: bool,

@@ -30,6 +30,7 @@ def pretty(
     output_dir: Path = options.OUTPUT_DIR,
     overwrite: bool = options.OVERWRITE,
     jobs: int = options.JOBS,
+    scheduler: str = options.SCHEDULER,
 ):
     """Make a JPG picture for people from each FITS or CR2 image, beside it.
 
@@ -57,7 +58,8 @@ def pretty(
     settings = PrettyOptions(title=title, link_path=link_path, overwrite=overwrite)
     output.run_batch(files, partial(_pretty_picture, output_dir=output_dir, settings=settings),
                      jobs=jobs, description='Pretty pictures',
-                     record=lambda path, jpg: {'filename': path, 'output': jpg, 'link': link})
+                     record=lambda path, jpg: {'filename': path, 'output': jpg, 'link': link},
+                     scheduler=scheduler)
 
 
 def _pretty_picture(path: str, output_dir: Path | None, settings) -> str:
@@ -125,6 +127,7 @@ def focus(
     axis: Axis = typer.Option(None, '--axis', '-a',
                               help='Along x or y only (default: the mean of both).'),
     jobs: int = options.JOBS,
+    scheduler: str = options.SCHEDULER,
 ):
     """Print the Vollath F4 focus metric of each image as NDJSON (bigger is sharper).
 
@@ -147,7 +150,8 @@ def focus(
     output.run_batch(files, partial(focus_metric_file, merit_function='vollath_F4', axis=which),
                      jobs=jobs, description='Focus',
                      record=lambda path, value: {'filename': path, 'vollath_F4': value,
-                                                 'axis': which})
+                                                 'axis': which},
+                     scheduler=scheduler)
 
 
 @app.command('background')
@@ -160,6 +164,7 @@ def background(
     box_size: int = typer.Option(84, '--box-size', min=2,
                                  help='Box side in full-frame pixels.'),
     jobs: int = options.JOBS,
+    scheduler: str = options.SCHEDULER,
 ):
     """Print the sky background of each colour channel as NDJSON: level and RMS (medians).
 
@@ -182,7 +187,8 @@ def background(
     output.run_batch(files, partial(_background, output_dir=output_dir, overwrite=overwrite,
                                     box_size=(box_size, box_size)),
                      jobs=jobs, description='Background',
-                     record=lambda path, summary: {'filename': path, **summary})
+                     record=lambda path, summary: {'filename': path, **summary},
+                     scheduler=scheduler)
 
 
 def _background(path: str, output_dir: Path | None, **settings) -> dict:

@@ -405,16 +405,8 @@ def run_batch(files: list[str], function, *, jobs: int | None, description: str,
     start as they arrive.
     """
     total = None if '-' in files else len(files)
-    jobs = jobs or os.cpu_count() or 1
     with Batch() as batch, progress(total, description) as advance:
-        if scheduler:
-            from panoptes_cli.cluster import DaskRunner
-
-            runner = DaskRunner(scheduler, programs)
-        else:
-            from panoptes_cli.runner import make_runner
-
-            runner = make_runner(min(jobs, total) if total else jobs)
+        runner = runner_for(jobs, total, scheduler, programs)
         with contextlib.closing(runner.map_unordered(function, batch.inputs(files))) as outcomes:
             for outcome in outcomes:
                 advance()
@@ -422,6 +414,23 @@ def run_batch(files: list[str], function, *, jobs: int | None, description: str,
                     if outcome.error is not None:
                         raise with_overwrite_hint(outcome.error)
                     emit_record(record(outcome.item, outcome.value))
+
+
+def runner_for(jobs: int | None, total: int | None, scheduler: str | None = None,
+               programs: Iterable[str] = ()):
+    """The runner for a batch: a Dask cluster's with ``scheduler``, else a local pool.
+
+    The local pool has ``jobs`` workers (default: one per core), never more
+    than ``total`` items need.
+    """
+    if scheduler:
+        from panoptes_cli.cluster import DaskRunner
+
+        return DaskRunner(scheduler, programs)
+    from panoptes_cli.runner import make_runner
+
+    jobs = jobs or os.cpu_count() or 1
+    return make_runner(min(jobs, total) if total else jobs)
 
 
 def with_overwrite_hint(exc: BaseException) -> BaseException:

@@ -260,6 +260,9 @@ def _respelled(value: Any, absolute: str, item: str) -> Any:
 
     if isinstance(value, dict):
         return {key: spelled(field) for key, field in value.items()}
+    if isinstance(value, list):  # one task's several results (e.g. a header per HDU)
+        return [_respelled_error(entry, absolute, item) if isinstance(entry, BaseException)
+                else _respelled(entry, absolute, item) for entry in value]
     return spelled(value)
 
 

@@ -280,3 +280,30 @@ def test_image_watch_once_on_the_cluster_does_what_it_does_here(dask_cluster, da
     for number in range(2):
         assert (tmp_path / 'cluster' / f'frame{number}.fits.fz').exists()
         assert (tmp_path / 'cluster' / f'frame{number}.jpg').exists()
+
+
+@pytest.mark.parametrize('command, source, extra', [
+    (['fits', 'header'], 'tiny.fits', ['-k', 'IMAGEID', '-e', '0', '-e', '5']),
+    (['cr2', 'convert'], 'cr2/synthetic.cr2', []),
+    (['image', 'pretty'], 'tiny.fits', []),
+    (['image', 'focus'], 'tiny.fits', []),
+    (['image', 'background'], 'tiny.fits', ['--box-size', '50']),
+])
+def test_every_batch_command_prints_on_the_cluster_what_it_prints_here(
+        dask_cluster, data_copy, tmp_path, run_panoptes, command, source, extra):
+    import json
+
+    outputs = {}
+    local = [] if command == ['fits', 'header'] else ['--jobs', '2']  # header reads in-process
+    for place, placement in (('local', local), ('cluster', ['--scheduler', dask_cluster.address])):
+        (tmp_path / place).mkdir()
+        names = [f'{place}/{number}{os.path.splitext(source)[1]}' for number in range(2)]
+        for name in names:
+            data_copy(source, name)
+        result = run_panoptes(*command, *extra, *placement, *names)
+        records = sorted((json.loads(line) for line in result.stdout.splitlines()),
+                         key=lambda record: json.dumps(record, sort_keys=True))
+        errors = sorted(line.replace(place, '').split(' (on worker')[0]
+                        for line in result.stderr.splitlines() if line.startswith('Error:'))
+        outputs[place] = (result.returncode, json.dumps(records).replace(f'{place}/', ''), errors)
+    assert outputs['cluster'] == outputs['local']

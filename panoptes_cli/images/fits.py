@@ -28,11 +28,11 @@ import datetime
 import os
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from panoptes_cli.error import IllegalValue, NotAFitsFile
+from panoptes_cli.error import IllegalValue, NotAFitsFile, PanError
 from panoptes_cli.files import atomic_path
 from panoptes_cli.images._fits_io import (
     TEMP_SUFFIX, header_values, image_extension, image_hdu, is_fpacked_name,
@@ -242,7 +242,7 @@ def header_record(fn: PathLike, keywords: list[str] | None = None,
     >>> record['header']
     {'FIELD': 'KIC 8462852', 'EXPTIME': 120.4, 'NOSUCH': None}
     >>> header_record(SHARED / 'solved.fits.fz', ['DEC-*'])['header']
-    {'DEC-MNT': 46.0}
+    {'DEC-MNT': 44.456875}
 
     Raises:
         NotAFitsFile: The file is missing, truncated or not FITS.
@@ -254,6 +254,24 @@ def header_record(fn: PathLike, keywords: list[str] | None = None,
     if keywords:
         values = _chosen_keywords(values, keywords)
     return {'filename': os.fspath(fn), 'hdu': index, 'header': values}
+
+
+def header_records(fn: PathLike, keywords: list[str] | None = None,
+                   extensions: Iterable[int | str | None] = (None,)) -> list:
+    """Return :func:`header_record` for each extension of one file, in order.
+
+    An extension that cannot be read gives its exception in its place (a
+    missing extension a PanError), so one task reports every HDU asked for.
+    """
+    results = []
+    for ext in extensions:
+        try:
+            results.append(header_record(fn, keywords, ext))
+        except KeyError as exc:
+            results.append(PanError(exc.args[0]))
+        except (PanError, OSError, ValueError) as exc:
+            results.append(exc)
+    return results
 
 
 def _chosen_keywords(values: dict, keywords: list[str]) -> dict:
@@ -468,5 +486,5 @@ def update_observation_headers(file_path: PathLike, info: Mapping) -> None:
 
 
 __all__ = ['NotAFitsFile', 'fpack', 'funpack', 'get_solve_field', 'get_wcsinfo', 'getdata',
-           'getheader', 'getval', 'getvalue', 'getwcs', 'header_record', 'solve_field',
+           'getheader', 'getval', 'getvalue', 'getwcs', 'header_record', 'header_records', 'solve_field',
            'solve_fields', 'update_observation_headers', 'write_fits']
