@@ -289,11 +289,11 @@ def test_image_converts_a_cr2_to_fits(container, tmp_path):
         assert inside[0].header['EXPTIME'] == 120
 
 
-def compose_service(*files: str) -> dict:
-    """The config-server service as compose merges FILES: later ones override, volumes by target."""
+def compose_service(*files: str, name: str = 'config-server') -> dict:
+    """Service NAME as compose merges FILES: later ones override, volumes by target."""
     service: dict = {}
-    for name in files:
-        override = YAML(typ='safe').load((DOCKER / name).read_text())['services']['config-server']
+    for file in files:
+        override = YAML(typ='safe').load((DOCKER / file).read_text())['services'][name]
         volumes = {spec.split(':')[1]: spec for spec in service.get('volumes', [])}
         volumes.update({spec.split(':')[1]: spec for spec in override.pop('volumes', [])})
         service.update(override, volumes=list(volumes.values()))
@@ -316,18 +316,23 @@ def host_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
+def compose_mounts(service: dict, variables: dict, pandir: Path) -> list[str]:
+    """buildah -v options for SERVICE's volumes, named volumes (PANDIR's) on the test's PANDIR."""
+    mounts = []
+    for spec in service['volumes']:
+        source, target, *mode = interpolate(spec, variables).split(':')
+        if not source.startswith(('/', '.')):
+            source = str(pandir)
+        mounts.append((target.count('/'), f'-v={source}:{target}' + (f':{mode[0]}' if mode else '')))
+    return [option for _, option in sorted(mounts)]   # parents first, as compose mounts them
+
+
 class ComposeConfigServer:
     """The compose file's config-server service run in the image by buildah, on PORT."""
 
     def __init__(self, image: str, service: dict, config_dir: Path, pandir: Path, port: int):
         self.port = port
-        variables = {'PANOPTES_CONFIG_DIR': str(config_dir)}
-        mounts = []
-        for spec in service['volumes']:
-            source, target, *mode = interpolate(spec, variables).split(':')
-            if not source.startswith(('/', '.')):   # a named volume: the test's PANDIR
-                source = str(pandir)
-            mounts.append(f'-v={source}:{target}' + (f':{mode[0]}' if mode else ''))
+        mounts = compose_mounts(service, {'PANOPTES_CONFIG_DIR': str(config_dir)}, pandir)
         env = {**service['environment'], 'PANOPTES_CONFIG_PORT': str(port)}
         self.env = [f'--env={key}={value}' for key, value in env.items()]
         self.container = buildah('from', '--pull=never', image).stdout.strip()
@@ -412,6 +417,37 @@ def test_compose_readonly_config_keeps_changes_in_memory(image, unit_config_dir,
     finally:
         assert server.stop() == 0
     assert sorted(path.name for path in unit_config_dir.iterdir()) == before
+
+
+def test_compose_image_watch_service_runs_a_new_frame_through_the_pipeline(image, tmp_path, pandir):
+    service = compose_service('compose.yaml', name='image-watch')
+    images = tmp_path / 'images'
+    images.mkdir()
+    owned_by_image_user(images)
+    mounts = compose_mounts(service, {'PANOPTES_IMAGES_DIR': str(images)}, pandir)
+    container = buildah('from', '--pull=never', image).stdout.strip()
+    watch = subprocess.Popen(['buildah', 'run', '--isolation', 'chroot', *mounts, container, '--',
+                              'panoptes', *service['command']],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        arriving = images / '.unsolved.fits.part'
+        shutil.copy(DATA / 'unsolved.fits', arriving)
+        os.chown(arriving, 1000, 1000)
+        arriving.rename(images / 'unsolved.fits')      # as a camera's writer would: complete at once
+        deadline = time.monotonic() + 240
+        while not (images / 'latest.jpg').exists() and time.monotonic() < deadline:
+            assert watch.poll() is None, watch.stderr.read()
+            time.sleep(1)
+    finally:
+        watch.terminate()
+        try:
+            watch.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            watch.kill()
+            watch.wait()
+        buildah('rm', container, check=False)
+    assert (images / 'unsolved.fits.fz').exists() and (images / 'unsolved.jpg').exists()
+    assert fits.getheader(images / 'unsolved.fits.fz', 1)['CTYPE1'].startswith('RA---TAN')
 
 
 def test_image_healthcheck_is_the_compose_one(image):
