@@ -91,10 +91,9 @@ def run(
 
     Examples:
 
+    \b
       panoptes config run
-
       panoptes config run $PANDIR/conf_files/pocs.yaml --port 6564
-
       PANOPTES_CONFIG_FILE=pocs.yaml panoptes config run --no-save-local
     """
     if public and host:
@@ -149,16 +148,12 @@ def get(
 
     Examples:
 
+    \b
       panoptes config get location.horizon
-
       panoptes config get cameras.devices[1].model
-
       panoptes config get location --file pocs.yaml
-
       horizon=$(panoptes config get location.horizon --default '30 deg')
-
       unit=$(panoptes config get pan_id -r)
-
       panoptes config get location --wait 30
     """
     if config_file is not None and wait:
@@ -197,6 +192,7 @@ def _value_from_file(config_file: str, key: str | None, parse: bool):
 
 
 @app.command('set')
+@options.raw_output
 def set_value(
     key: str = typer.Argument(..., help='Dotted key such as location.horizon; missing parents '
                                         'are created.'),
@@ -212,8 +208,8 @@ def set_value(
 
     Examples:
 
+    \b
       panoptes config set location.horizon '37 deg'
-
       panoptes config set cameras.devices '[{"model": "canon_gphoto2"}]' --json
     """
     from panoptes_cli.config.client import set_config
@@ -233,8 +229,8 @@ def stop(
 
     Examples:
 
+    \b
       panoptes config stop
-
       panoptes config stop --port 6564
     """
     from panoptes_cli.config.client import stop_server
@@ -243,6 +239,7 @@ def stop(
 
 
 @app.command()
+@options.records_output
 def reset(
     defaults: bool = typer.Option(
         False, '--defaults', help='Reload without the _local files: back to the defaults '
@@ -258,8 +255,8 @@ def reset(
 
     Examples:
 
+    \b
       panoptes config reset
-
       panoptes config reset --defaults
     """
     from panoptes_cli.config.client import reset_config
@@ -285,8 +282,8 @@ def diff(
 
     Examples:
 
+    \b
       panoptes config diff pocs.yaml
-
       panoptes config diff pocs.yaml --table
     """
     from panoptes_cli.config.helpers import local_changes

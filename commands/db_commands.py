@@ -118,12 +118,10 @@ def insert(
 
     Examples:
 
+    \b
       panoptes serial listen /dev/ttyACM0 | panoptes db insert weather --current
-
       echo '{"temp": 12.5, "safe": true}' | panoptes db insert weather
-
       panoptes db find weather --db-type file | panoptes db insert weather
-
       echo '[{"temp": 12.5}, {"temp": 13.0}]' | panoptes db insert weather
     """
     from panoptes_cli.database.stream import insert_stream
@@ -172,7 +170,7 @@ def find(
         'several.'),
     limit: int | None = typer.Option(None, '--limit', '-n', min=0, help='Print at most N records.'),
     fields: str | None = typer.Option(
-        None, '--fields', '-f', show_default=False,
+        None, '--fields', show_default=False,
         help='Comma-separated fields of the data to keep (dotted for nested ones), e.g. '
         'temp,wind.speed; _id, type and date stay.'),
     follow: bool = typer.Option(
@@ -193,18 +191,13 @@ def find(
 
     Examples:
 
+    \b
       panoptes db find weather --since 2h --where safe=true
-
       panoptes db find weather --where 'temp>20' --where 'status!=ok' --fields temp,status
-
       panoptes db find weather --follow --where 'wind.speed>=10'
-
       panoptes db find weather --limit 1
-
       panoptes db find weather 0b6f0c53-6c43-4bd5-9fb0-98d0a9f6f4a3
-
       panoptes db find weather --since 2024-05-01 --until 2024-05-02
-
       panoptes db find weather -n 10 | jq .data.temp
     """
     from panoptes_cli.database.query import parse_fields, parse_where, project
@@ -262,8 +255,8 @@ def current(
 
     Examples:
 
+    \b
       panoptes db current weather
-
       panoptes db current weather | jq .data.safe
     """
     from panoptes_cli.error import NotFound
@@ -287,6 +280,7 @@ def clear_current(
 
     Examples:
 
+    \b
       panoptes db clear-current weather
     """
     _open(db_type, db_name, db_url, create=False,
@@ -312,8 +306,8 @@ def prune(
 
     Examples:
 
+    \b
       panoptes db prune --before 90d
-
       panoptes db prune weather power --before 2024-01-01
     """
     from panoptes_cli.database.records import parse_time_bound
@@ -345,6 +339,7 @@ def _unit_id() -> str | None:
 
 
 @app.command()
+@options.records_output
 def sync(
     to: str = typer.Option(
         ..., '--to', callback=_postgres_url, show_default=False,
@@ -375,8 +370,8 @@ def sync(
 
     Examples:
 
+    \b
       panoptes db sync --to postgresql://pan@fleet.example.org/panoptes
-
       panoptes db sync --to "$FLEET_DB" --unit PAN012 --max-seconds 240
     """
     from panoptes_cli.database.postgres import PanPostgresDB

@@ -102,8 +102,8 @@ def pack(
 
     Examples:
 
+    \b
       panoptes fits pack night/*.fits
-
       panoptes fits pack --keep-original flat.fits
     """
     _pack_all(files, unpack=False, overwrite=overwrite, keep_original=keep_original, jobs=jobs,
@@ -128,8 +128,8 @@ def unpack(
 
     Examples:
 
+    \b
       panoptes fits unpack solved.fits.fz
-
       panoptes fits unpack --keep-original night/*.fits.fz
     """
     _pack_all(files, unpack=True, overwrite=overwrite, keep_original=keep_original, jobs=jobs,
@@ -211,12 +211,10 @@ def solve(
 
     Examples:
 
+    \b
       panoptes fits solve night/*.fits.fz
-
       panoptes fits solve --timeout 120 --jobs 2 --index-dir ~/astrometry unsolved.fits
-
       panoptes fits solve --ra 303.2 --dec 46.0 --radius 5 tiny.fits
-
       panoptes fits solve --ra 20:13:31 --dec +46:05 --scale-units arcsecperpix \\
           --scale-low 9 --scale-high 12 unsolved.fits
     """

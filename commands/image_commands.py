@@ -200,6 +200,7 @@ def _background(path: str, output_dir: Path | None, **settings) -> dict:
 
 
 @app.command('watch')
+@options.records_output
 def watch(
     directories: list[Path] = typer.Argument(..., metavar='DIR...', file_okay=False, exists=True,
                                              help='Directories the camera writes frames into.'),
@@ -257,8 +258,8 @@ def watch(
 
     Examples:
 
+    \b
       panoptes image watch --index-dir /var/panoptes/astrometry /var/panoptes/images/incoming
-
       panoptes image watch --once --jobs 2 --steps convert,pack,pretty --record images raw/
     """
     import signal

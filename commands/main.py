@@ -18,6 +18,8 @@ class PanoptesGroup(TyperGroup):
     """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        _style_metavars(self)
+
         def invoke():
             return super(PanoptesGroup, self).main(
                 args=args, prog_name=prog_name or 'panoptes', complete_var=complete_var,
@@ -26,6 +28,36 @@ class PanoptesGroup(TyperGroup):
         if not standalone_mode:
             return invoke()
         sys.exit(output.run_main(invoke))
+
+
+def _style_metavars(command) -> None:
+    """Show every value placeholder one way in --help: UPPER-CASE words.
+
+    FILE... (required), [KEY] (optional), --port INTEGER, --to [fits|pgm|jpg],
+    --output-dir DIR; an explicit metavar (SECONDS, EVENT) stays as written.
+    """
+    for param in command.params:
+        if param.param_type_name == 'argument':
+            name = (param.metavar or param.name).upper().removesuffix('...')
+            param.metavar = f'{name}...' if param.nargs == -1 else name
+            param.make_metavar = _argument_metavar.__get__(param)
+        elif not param.is_flag and param.metavar is None:
+            param.metavar = _type_metavar(param.type)
+    for sub in getattr(command, 'commands', {}).values():
+        _style_metavars(sub)
+
+
+def _argument_metavar(self, ctx=None, *, usage: bool = False) -> str:
+    return f'[{self.metavar}]' if usage and not self.required else self.metavar
+
+
+def _type_metavar(kind) -> str:
+    # By what the type has: Typer builds commands with its own copy of Click's types.
+    if getattr(kind, 'choices', None):
+        return '[' + '|'.join(str(choice) for choice in kind.choices) + ']'
+    if hasattr(kind, 'file_okay'):
+        return 'DIR' if not kind.file_okay else 'FILE' if not kind.dir_okay else 'PATH'
+    return {'int': 'INTEGER', 'integer': 'INTEGER', 'float': 'NUMBER'}.get(kind.name.split()[0], 'TEXT')
 
 
 HELP = """\

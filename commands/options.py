@@ -29,6 +29,42 @@ STDIN_HELP = ("'-' reads the names from stdin, one a line, or NDJSON records fro
               'panoptes command (their "output", else "filename")')
 
 
+#: The keys of the records the commands print: each name has one meaning everywhere.
+#: The README's "How every command behaves" lists them; the contract test holds every
+#: command's records to them.
+RECORD_KEYS = {
+    'filename': 'the input file, as it was given',
+    'output': 'the file the command wrote (null when it wrote none)',
+    'error': 'why this item failed',
+    'seconds': 'how long the item took',
+    'hdu': 'the index of the HDU read',
+    'header': 'FITS keywords and their values',
+    'exif': "a raw frame's EXIF tags, named as exiftool names them",
+    'solved': 'whether the plate solve succeeded',
+    'skipped': 'the file was solved already: nothing done',
+    'ra': 'right ascension of the field centre, degrees',
+    'dec': 'declination of the field centre, degrees',
+    'pixel_scale': 'arcseconds per pixel',
+    'rotation': 'position angle of the image, degrees',
+    'field_width': 'field of view across, degrees',
+    'field_height': 'field of view up, degrees',
+    'wcsinfo': "all astrometry.net's wcsinfo gives",
+    'link': 'the symbolic link pointed at the output',
+    'vollath_F4': 'the focus metric (bigger is sharper)',
+    'axis': 'the axis a metric was measured along (null: both)',
+    'channels': 'per colour channel (r, g, b) values',
+    'mean': 'the mean over the channels',
+    'step': 'the pipeline step an event is about',
+    'timestamp': 'when a reading arrived (ISO-8601 UTC)',
+    'port': 'the serial port',
+    'data': "the reading or record's own JSON object",
+    'line': 'a raw line of text from a device',
+    '_id': "a stored record's id",
+    'type': "a stored record's collection",
+    'date': "a stored record's date (ISO-8601 UTC)",
+}
+
+
 def files(what: str):
     """The FILE... argument: ``what`` (e.g. 'FITS files'), many of them, or '-'."""
     return typer.Argument(..., metavar='FILE...', show_default=False,

@@ -320,12 +320,23 @@ def _write_table(columns: list[str], rows: list[dict]) -> None:
     from rich.table import Table
 
     env = environment()
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*(_cell(row.get(column)) for column in columns))
+    if len(columns) * 12 <= env.width:
+        tables = [Table(*columns)]
+        for row in rows:
+            tables[0].add_row(*(_cell(row.get(column)) for column in columns))
+    else:
+        # Too many columns to read across: one two-column table a record instead.
+        tables = []
+        for row in rows:
+            tables.append(Table('key', 'value'))
+            for column in columns:
+                if column in row:
+                    tables[-1].add_row(column, _cell(row[column]))
     text = io.StringIO()
-    Console(file=text, width=env.width, force_terminal=env.stdout_isatty and env.colors,
-            no_color=not env.colors, highlight=False).print(table)
+    console = Console(file=text, width=env.width, force_terminal=env.stdout_isatty and env.colors,
+                      no_color=not env.colors, highlight=False)
+    for table in tables:
+        console.print(table)
     _write_stdout(text.getvalue())
 
 

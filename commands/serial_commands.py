@@ -39,8 +39,8 @@ def ports(
 
     Examples:
 
+    \b
       panoptes serial ports
-
       panoptes serial ports | jq -r '.[] | select(.vid == "2341") | .device'
     """
     from panoptes_cli.rs232 import list_serial_ports
@@ -86,10 +86,9 @@ def listen(
 
     Examples:
 
+    \b
       panoptes serial listen /dev/ttyACM0 | panoptes db insert weather
-
       panoptes serial listen 'arduinosimulator://?board=telemetry' -n 1 | jq .data.humidity
-
       panoptes serial listen /dev/ttyUSB0 --baudrate 115200 --raw --timeout 10
     """
     from panoptes_cli import rs232
@@ -156,10 +155,9 @@ def simulate(
 
     Examples:
 
+    \b
       panoptes serial simulate --board camera --limit 3
-
       echo fan,off | panoptes serial simulate --limit 2
-
       panoptes serial simulate --pty --link /tmp/ttyTELEMETRY &
       panoptes serial listen /tmp/ttyTELEMETRY
     """

@@ -31,8 +31,8 @@ def now(
 
     Examples:
 
+    \b
       panoptes time now
-
       mkdir "$(panoptes time now -f flat)"
     """
     from panoptes_cli.time import time_forms
@@ -68,15 +68,15 @@ civil-dawn, sunrise. An event the Sun never reaches tonight is an error.
 
 Examples:
 
+\b
   panoptes time sun
-
   panoptes time sun --lat 19.54 --lon -155.58 --elev 3400 --date 2016-09-08
-
   panoptes time sun --wait-until astronomical-dusk && start-observing
 """
 
 
 @app.command(help=SUN_HELP)
+@options.records_output
 def sun(
     lat: float | None = typer.Option(None, '--lat', help='Latitude in degrees north (with --lon).'),
     lon: float | None = typer.Option(None, '--lon', help='Longitude in degrees east (with --lat).'),

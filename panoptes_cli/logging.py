@@ -18,6 +18,11 @@ from loguru import logger
 _stderr_sink = None
 
 
+def _stderr_format(record) -> str:
+    """``Warning: <message>``: the level spelled as the CLI's own ``Error:`` and ``Warning:`` lines."""
+    return record['level'].name.title() + ': {message}\n{exception}'
+
+
 def log_to_stderr(level: str = 'DEBUG') -> None:
     """Enable panoptes_cli logging at ``level`` to stderr, replacing loguru's default sink."""
     global _stderr_sink
@@ -27,7 +32,7 @@ def log_to_stderr(level: str = 'DEBUG') -> None:
             logger.remove(0)
     else:
         logger.remove(_stderr_sink)
-    _stderr_sink = logger.add(sys.stderr, level=level.upper(), format='{level}: {message}')
+    _stderr_sink = logger.add(sys.stderr, level=level.upper(), format=_stderr_format)
     logger.enable('panoptes_cli')
 
 

@@ -352,3 +352,226 @@ def test_runner_refuses_no_jobs():
 
     with pytest.raises(ValueError, match='at least 1'):
         make_runner(jobs=-1)
+
+
+# ---------------------------------------------------------------------------------------
+# The contract, checked on every command the app has (found by walking it, so a command
+# added later is held to it without touching this file).
+
+
+def _leaf_commands():
+    import typer.main
+
+    from panoptes_cli.commands.main import app
+
+    def walk(command, words):
+        if hasattr(command, 'commands'):
+            for name, sub in command.commands.items():
+                yield from walk(sub, [*words, name])
+        else:
+            yield ' '.join(words), command
+
+    return dict(walk(typer.main.get_command(app), []))
+
+
+COMMANDS = _leaf_commands()
+FILE_COMMANDS = sorted(name for name, command in COMMANDS.items()
+                       if any(param.name == 'files' and param.nargs == -1
+                              for param in command.params))
+# Commands that print no records, and why.
+NO_RECORDS = {
+    'config run': 'a server in the foreground: it logs, it prints no data',
+    'config stop': 'prints nothing',
+    'db clear-current': 'prints nothing',
+    'serial simulate': "the board's own report lines, as a serial device sends them",
+}
+# Commands whose answer is one value: -r/--raw prints a string bare.
+SCALAR = {'config get', 'config set', 'time now'}
+
+
+def _options(command):
+    return [param for param in command.params if param.param_type_name == 'option']
+
+
+def test_the_walk_finds_the_commands():
+    assert {'fits header', 'cr2 convert', 'image pretty', 'db find', 'time now'} <= set(COMMANDS)
+    assert {'fits header', 'fits wcs', 'image background', 'cr2 convert'} <= set(FILE_COMMANDS)
+
+
+@pytest.mark.parametrize('name', sorted(COMMANDS))
+def test_output_options(name):
+    opts = {opt for param in COMMANDS[name].params for opt in param.opts}
+    if name in SCALAR:
+        assert {'-r', '--raw'} <= opts
+    if name in NO_RECORDS:
+        assert '--csv' not in opts
+    elif name not in SCALAR or name == 'time now':
+        assert {'--csv', '--tsv', '--table'} <= opts
+
+
+def test_a_flag_means_one_thing_everywhere():
+    meanings = {}
+    for name, command in COMMANDS.items():
+        for param in _options(command):
+            longs = tuple(sorted(opt for opt in param.opts if opt.startswith('--')))
+            for short in (opt for opt in param.opts if not opt.startswith('--')):
+                meanings.setdefault(short, {}).setdefault(longs, []).append(name)
+    clashes = {short: uses for short, uses in meanings.items() if len(uses) > 1}
+    assert clashes == {}
+    assert set(meanings['-o']) == {('--output-dir',)}
+    assert set(meanings['-j']) == {('--jobs',)}
+    assert set(meanings['-n']) == {('--limit',)}
+    assert set(meanings['-t']) == {('--title',)}
+
+
+@pytest.mark.parametrize('name', sorted(name for name, command in COMMANDS.items()
+                                        if any('--jobs' in p.opts for p in command.params)))
+def test_jobs_is_at_least_one(cli, name, tmp_path):
+    result = cli(*name.split(), '--jobs', '0', tmp_path)
+    assert result.exit_code == 2
+    assert "'--jobs'" in result.stderr
+
+
+def _bad_values(command):
+    """(option, a value its type refuses) for each option that takes a checked value."""
+    for param in _options(command):
+        if param.is_flag or param.name in ('help',):
+            continue
+        kind = param.type
+        if getattr(kind, 'choices', None):
+            yield param, 'no-such-choice'
+        elif kind.name.split()[0] in ('int', 'integer', 'float'):
+            yield param, 'not-a-number'
+        elif getattr(kind, 'exists', False):
+            yield param, '/no/such/path'
+
+
+BAD_VALUES = [pytest.param(name, param.opts[0], value, id=f'{name}-{param.opts[0]}')
+              for name, command in sorted(COMMANDS.items())
+              for param, value in _bad_values(command)]
+
+
+@pytest.mark.parametrize(('name', 'option', 'value'), BAD_VALUES)
+def test_a_bad_option_value_is_a_usage_error(cli, name, option, value):
+    # The bad option first: Click checks values in the order they are given.
+    result = cli(*name.split(), option, value, 'x', 'y')
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ''
+    assert option in result.stderr
+
+
+@pytest.mark.parametrize('name', FILE_COMMANDS)
+def test_many_files_and_stdin_names_or_records(cli, name, tmp_path):
+    # Two files on the command line around '-': stdin gives a path, then a record from
+    # another panoptes command (its "output" is the file to use, not its "filename").
+    result = cli(*name.split(), tmp_path / 'first.fits', '-', tmp_path / 'last.fits',
+                 input=f'{tmp_path / "piped.fits"}\n'
+                       f'{{"filename": "{tmp_path / "ignored.cr2"}", '
+                       f'"output": "{tmp_path / "chained.fits"}"}}\n')
+    assert result.exit_code == 1, result.output
+    said = result.stdout + result.stderr
+    for missing in ('first.fits', 'piped.fits', 'chained.fits', 'last.fits'):
+        assert missing in said, (missing, said)
+    assert 'ignored.cr2' not in said
+    assert 'Traceback' not in said and 'internal error' not in said
+
+
+@pytest.mark.parametrize('name', FILE_COMMANDS)
+def test_fits_bytes_piped_in_are_a_usage_error(cli, name, shared_data):
+    result = cli(*name.split(), '-', input=(shared_data / 'tiny.fits').read_bytes())
+    assert result.exit_code == 2
+    assert 'not file names' in result.stderr and len(result.stderr) < 500
+
+
+def _samples(data_copy, shared_data, tmp_path):
+    """A run of each file command (and of the others that print records) that succeeds."""
+    import shutil
+
+    from cr2_maker import preview_jpeg, sky_frame, write_cr2
+
+    raster = sky_frame(64, 96)
+    with_preview = write_cr2(tmp_path / 'preview.cr2', raster, preview=preview_jpeg(raster))
+    index_dir = tmp_path / 'index'
+    index_dir.mkdir()
+    shutil.copy(shared_data / 'astrometry' / 'index-kic8462852-tycho2-p7.fits', index_dir)
+    return {
+        'fits header': [data_copy('tiny.fits')],
+        'fits pack': [data_copy('tiny.fits', 'pack.fits')],
+        'fits unpack': [data_copy('solved.fits.fz', 'unpack.fits.fz')],
+        'fits solve': ['--index-dir', index_dir, data_copy('unsolved.fits')],
+        'fits wcs': [shared_data / 'solved.fits.fz'],
+        'cr2 convert': [data_copy('cr2/synthetic.cr2')],
+        'cr2 exif': [shared_data / 'cr2' / 'synthetic.cr2'],
+        'cr2 preview': [with_preview],
+        'image pretty': [data_copy('tiny.fits', 'pretty.fits')],
+        'image focus': [shared_data / 'tiny.fits'],
+        'image background': [shared_data / 'tiny.fits'],
+    }
+
+
+@pytest.mark.slow
+def test_record_keys_come_from_one_list(cli, data_copy, shared_data, tmp_path):
+    from panoptes_cli.commands.options import RECORD_KEYS
+
+    samples = _samples(data_copy, shared_data, tmp_path)
+    assert set(samples) == set(FILE_COMMANDS), 'give each file command a sample run'
+    for name, args in samples.items():
+        result = cli(*name.split(), *args)
+        assert result.exit_code == 0, (name, result.stderr)
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        assert records, name
+        for record in records:
+            assert set(record) <= set(RECORD_KEYS), (name, set(record) - set(RECORD_KEYS))
+            assert record.get('filename') == str(args[-1]), name
+
+
+def test_records_as_csv_tsv_and_a_table(cli, shared_data):
+    files = [shared_data / 'tiny.fits', shared_data / 'solved.fits.fz']
+    csv = cli('fits', 'header', '-k', 'EXPTIME', '-k', 'DEC-*', '--csv', *files)
+    assert csv.exit_code == 0, csv.stderr
+    assert csv.stdout.splitlines() == [
+        'filename,hdu,header.EXPTIME,header.DEC-MNT',
+        f'{files[0]},0,120.4,44.456875',
+        f'{files[1]},1,120.4,44.456875',
+    ]
+    tsv = cli('image', 'focus', '--tsv', '-j', '1', files[0])
+    assert tsv.stdout.splitlines()[0] == 'filename\tvollath_F4\taxis'
+    table = cli('fits', 'wcs', '--table', files[1])
+    assert 'pixel_scale' in table.stdout and 'wcsinfo.imagew' in table.stdout
+
+
+def test_ndjson_chains_from_one_command_to_the_next(cli, data_copy):
+    cr2 = data_copy('cr2/synthetic.cr2')
+    converted = cli('cr2', 'convert', cr2)
+    assert converted.exit_code == 0, converted.stderr
+    headers = cli('fits', 'header', '-k', 'EXPTIME', '-', input=converted.stdout)
+    assert headers.exit_code == 0, headers.stderr
+    (record,) = [json.loads(line) for line in headers.stdout.splitlines()]
+    assert record['filename'] == str(cr2.with_suffix('.fits'))
+    assert record['header'] == {'EXPTIME': 120.0}
+    packed = cli('fits', 'pack', '-', input=headers.stdout)
+    assert [json.loads(line)['output'] for line in packed.stdout.splitlines()] == [
+        f'{cr2.with_suffix(".fits")}.fz']
+
+
+@pytest.mark.parametrize('name', sorted(COMMANDS))
+def test_help_examples_are_shown_as_written(cli, name):
+    # Click re-wraps a paragraph unless a \b line comes before it.
+    text = COMMANDS[name].help or ''
+    assert 'Examples:' in text
+    examples = text.split('Examples:', 1)[1]
+    assert examples.lstrip().startswith('\b'), 'put a \\b line before the examples'
+    lines = [line.strip() for line in examples.splitlines() if line.strip() not in ('', '\b')]
+    shown = {line.strip() for line in cli(*name.split(), '--help', env={'COLUMNS': '200'})
+             .stdout.splitlines()}
+    assert [line for line in lines if line not in shown] == []
+
+
+@pytest.mark.parametrize('name', sorted(COMMANDS))
+def test_placeholders_are_styled_one_way(cli, name):
+    import re
+
+    shown = cli(*name.split(), '--help').stdout
+    usage = shown.splitlines()[0]
+    assert not re.search(r'[{<]|\[[a-z_]+\]', usage), usage
+    assert not re.search(r'(^|\s)--?[\w-]+ <', shown, re.M), shown

@@ -236,12 +236,12 @@ class TestSolve:
         result = run_panoptes('--verbose', 'fits', 'solve', '--config', config, path)
         assert result.returncode == 0, result.stderr
         lines = result.stderr.splitlines()
-        solve_field = next(line for line in lines if line.startswith('DEBUG: Running: ')
+        solve_field = next(line for line in lines if line.startswith('Debug: Running: ')
                            and 'solve-field ' in line)
         assert f'--config {config}' in solve_field and solve_field.endswith(str(path))
-        assert any(line.startswith('DEBUG: solve-field ended (exit status 0) after ')
+        assert any(line.startswith('Debug: solve-field ended (exit status 0) after ')
                    for line in lines)
-        assert any('wcsinfo ' in line for line in lines if line.startswith('DEBUG: Running: '))
+        assert any('wcsinfo ' in line for line in lines if line.startswith('Debug: Running: '))
 
     @pytest.mark.slow
     def test_real_process(self, run_panoptes, data_copy, config):

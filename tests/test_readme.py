@@ -54,7 +54,7 @@ def sandbox(tmp_path, shared_data):
     """A working directory with every file the README's examples name."""
     home = tmp_path / 'home'
     pandir = home / 'pandir'
-    for directory in ('night', 'raw', 'focus-run', 'astrometry', 'conf', 'images'):
+    for directory in ('night', 'raw', 'sky', 'focus-run', 'astrometry', 'conf', 'images'):
         (home / directory).mkdir(parents=True)
     (pandir / 'conf_files').mkdir(parents=True)
     (pandir / 'images').mkdir()
@@ -80,6 +80,15 @@ def sandbox(tmp_path, shared_data):
     raster = sky_frame(48, 64)
     write_cr2(home / '20160909T081200.cr2', raster, preview=preview_jpeg(raster))
     (home / 'my-backend.cfg').write_text(f'index {home}/astrometry/index-kic8462852.fits\n')
+
+    # A raw frame of real sky (unsolved.fits' pixels in a CR2), so a chain can solve it.
+    import numpy as np
+    from astropy.io import fits
+
+    from cr2_maker import write_cr2
+
+    sky = np.flipud(fits.getdata(shared_data / 'unsolved.fits')).astype(np.int64)
+    write_cr2(home / 'sky' / '20160909T081152.cr2', np.clip(sky, 0, 16383).astype(np.uint16))
 
     frames = pandir / 'images/fields/KIC8462852/ee04d1/20160909T081152'
     frames.mkdir(parents=True)
