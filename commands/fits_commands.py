@@ -37,7 +37,8 @@ def header(
 
     Each line is {"filename": ..., "hdu": ..., "header": {...}}. The header
     is the image's: extension 1 of an fpacked .fz file, else the primary
-    one. With -k, only those keywords (null when missing).
+    one. With -k, only those keywords (null when missing). An extension a
+    file does not have gives "header": null and a warning, not a failure.
 
     Examples:
 
@@ -66,8 +67,11 @@ def header(
                 for result in outcome.value:
                     if isinstance(result, BaseException):
                         batch.fail(result, outcome.item)
-                    else:
-                        output.emit_record(result)
+                        continue
+                    if result['header'] is None:
+                        output.note(f"Warning: {outcome.item}: no extension {result['hdu']!r}; "
+                                    'its header is null')
+                    output.emit_record(result)
 
 
 def _pack_all(files: list[str], unpack: bool, overwrite: bool, keep_original: bool,

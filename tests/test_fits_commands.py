@@ -60,9 +60,13 @@ class TestHeader:
         result = cli('fits', 'header', '-e', 'COMPRESSED_IMAGE', '-k', 'FIELD',
                      shared_data / 'solved.fits.fz')
         assert records(result.stdout)[0]['header'] == {'FIELD': 'KIC 8462852'}
-        result = cli('fits', 'header', '-e', '5', shared_data / 'tiny.fits')
-        assert result.exit_code == 1
-        assert 'no extension 5' in result.stderr
+        result = cli('fits', 'header', '-e', '5', '-e', '0', '-k', 'IMAGEID',
+                     shared_data / 'tiny.fits')
+        assert result.exit_code == 0
+        assert [(r['hdu'], r['header']) for r in records(result.stdout)] == [
+            (5, None), (0, {'IMAGEID': IMAGEID})]
+        assert result.stderr == f"Warning: {shared_data / 'tiny.fits'}: no extension 5; " \
+                                'its header is null\n'
 
     def test_names_from_stdin(self, cli, shared_data):
         names = f"{shared_data / 'tiny.fits'}\n\n{shared_data / 'noheader.fits'}\n"

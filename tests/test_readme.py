@@ -20,7 +20,8 @@ UNSAFE = re.compile(r'\./install\.sh|\bpip\b|\bpython3? |\bvenv\b|/dev/tty')
 READY = {
     'panoptes config run': 'until panoptes config get name >/dev/null 2>&1; do sleep 0.1; done',
     'panoptes serial simulate': 'until [ -e "$PANDIR/ttyTELEMETRY" ]; do sleep 0.1; done',
-    'dask scheduler': 'until (exec 3<>/dev/tcp/127.0.0.1/8786) 2>/dev/null; do sleep 0.1; done',
+    'dask scheduler': 'timeout 60 bash -c "until (exec 3<>/dev/tcp/127.0.0.1/8786) 2>/dev/null; '
+                      'do sleep 0.1; done" || { echo "dask scheduler did not start" >&2; exit 1; }',
 }
 # The README's Dask examples use Dask's default port; each run moves them to a free one.
 DASK_PORT = '8786'

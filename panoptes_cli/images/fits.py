@@ -260,15 +260,17 @@ def header_records(fn: PathLike, keywords: list[str] | None = None,
                    extensions: Iterable[int | str | None] = (None,)) -> list:
     """Return :func:`header_record` for each extension of one file, in order.
 
-    An extension that cannot be read gives its exception in its place (a
-    missing extension a PanError), so one task reports every HDU asked for.
+    A missing extension gives ``{'filename', 'hdu': ext, 'header': None}`` (as
+    astropy's fitsheader shows it: a warning, not a failure); a file that
+    cannot be read gives its exception in its place, so one task reports every
+    HDU asked for.
     """
     results = []
     for ext in extensions:
         try:
             results.append(header_record(fn, keywords, ext))
-        except KeyError as exc:
-            results.append(PanError(exc.args[0]))
+        except KeyError:
+            results.append({'filename': os.fspath(fn), 'hdu': ext, 'header': None})
         except (PanError, OSError, ValueError) as exc:
             results.append(exc)
     return results
