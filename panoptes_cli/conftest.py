@@ -25,6 +25,8 @@ SLOW_DOCTESTS = frozenset({
     'read_exif_batch',            # exiftool
     'plot',                       # matplotlib figures
     'animate_stamp',
+    'night',                      # astropy's sun and moon over a whole night
+    'add_colorbar',               # matplotlib figures
 })
 
 

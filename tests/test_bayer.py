@@ -130,6 +130,7 @@ def test_background_of_the_manual_example(shared_data):
     assert rms == pytest.approx([20.566, 32.787, 23.820], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_background_with_bias_odd_sides_and_arrays():
     rng = np.random.default_rng(1)
     data = (rng.normal(2100, 20, (201, 303))).astype(np.uint16)

@@ -278,6 +278,7 @@ def test_fits_bytes_on_stdin_are_a_short_usage_error(cli, shared_data):
     assert 'SIMPLE' not in result.stderr and len(result.stderr) < 400
 
 
+@pytest.mark.slow
 def test_names_on_stdin_are_worked_on_as_they_arrive(shared_data):
     # The first record comes out while stdin is still open: streaming, not read-all.
     proc = subprocess.Popen([sys.executable, '-m', 'panoptes_cli', 'fits', 'header', '-k',
@@ -295,6 +296,7 @@ def test_names_on_stdin_are_worked_on_as_they_arrive(shared_data):
             proc.kill()
 
 
+@pytest.mark.slow
 def test_progress_never_shares_a_line_with_data(tmp_path, shared_data):
     # stdout and stderr on one terminal, as a user running a batch interactively sees them.
     import os

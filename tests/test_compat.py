@@ -261,6 +261,7 @@ def _check(name: str, got, expected) -> None:
         assert set(their_classes) <= set(ours_classes), f'item {position}'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', CASES)
 def test_documented_value(ours, name):
     _check(name, ours[name], CASES[name][1])

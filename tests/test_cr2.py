@@ -155,6 +155,7 @@ def test_read_exif_errors(tmp_path, data_copy, without_programs):
         cr2.read_exif(data_copy(SYNTHETIC))
 
 
+@pytest.mark.slow
 def test_read_exif_batch_keeps_order_and_reports_each_failure(data_copy, tmp_path):
     require_program('exiftool')
     good = data_copy(SYNTHETIC)
@@ -206,6 +207,7 @@ def test_cr2_to_fits_adds_observation_headers(data_copy, tmp_path):
     assert header['EXPTIME'] == 120.0
 
 
+@pytest.mark.slow
 def test_cr2_to_fits_overwrite_and_names(data_copy, tmp_path):
     require_program('exiftool')
     path = data_copy(SYNTHETIC, 'IMG_0001.CR2')
@@ -304,6 +306,7 @@ def test_pgm_route_gives_the_same_orientation(bayer_cr2, tmp_path):
     np.testing.assert_array_equal(cr2.read_pgm(pgm), cr2.read_cr2(bayer_cr2, decoder='rawpy'))
 
 
+@pytest.mark.slow
 def test_pretty_pictures_of_a_cr2_and_of_its_fits_are_the_same_way_up(tmp_path):
     """A frame bright at the top of the camera's picture is bright at the top of both JPGs."""
     pytest.importorskip('imagecodecs', reason='tests/cr2_maker.py needs imagecodecs')

@@ -34,6 +34,7 @@ def test_convert_to_fits_beside_the_cr2(cli, data_copy, shared_data):
     assert getheader(path.with_suffix('.fits'))['EXPTIME'] == 120.0
 
 
+@pytest.mark.slow
 def test_batch_goes_on_after_failures(cli, data_copy, tmp_path):
     good = data_copy(SYNTHETIC)
     bad = data_copy(METADATA_ONLY)

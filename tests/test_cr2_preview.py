@@ -68,6 +68,7 @@ def test_orientation_is_applied(tmp_path, orientation, turn):
     assert np.abs(result - expected).mean() < 2
 
 
+@pytest.mark.slow
 def test_exiftool_finds_the_same_preview(frame):
     cr2, jpeg = frame
     assert _preview_with_exiftool(cr2, timeout=30) == (jpeg, 1)

@@ -23,7 +23,8 @@ from panoptes_cli.database.base import AbstractPanDB
 from panoptes_cli.database.records import iso_date, parse_time_bound, storage_root
 from panoptes_cli.error import IllegalValue, InvalidSerialization
 
-BACKENDS = ['file', 'memory', 'sqlite', 'postgres']
+# The postgres runs start a real server: the quick loop (-m "not slow") leaves them out.
+BACKENDS = ['file', 'memory', 'sqlite', pytest.param('postgres', marks=pytest.mark.slow)]
 TEST_DB = 'panoptes_testing'
 
 
@@ -549,6 +550,7 @@ JSON_DATA = st.recursive(
     max_leaves=12)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=JSON_DATA)
 def test_any_json_data_round_trips(db, data):

@@ -248,6 +248,7 @@ def test_insert_stores_everything_when_stdout_closes(run_panoptes, isolated_env)
     assert len(list(PanDB(db_type='sqlite').find('weather'))) == 5000
 
 
+@pytest.mark.slow
 def test_live_stream_ids_come_as_records_arrive(isolated_env):
     """Each id is printed (and its record stored) before the next line is even written."""
     process = subprocess.Popen([shutil.which('panoptes'), 'db', 'insert', 'weather', '--current'],

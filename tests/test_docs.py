@@ -87,6 +87,7 @@ def test_completion_scripts_are_committed(shell, name):
     assert f'_PANOPTES_COMPLETE=complete_{shell}' in text
 
 
+@pytest.mark.slow
 def test_bash_completion_is_valid_bash_and_completes_groups():
     subprocess.run(['bash', '-n', str(REPO_ROOT / 'completions' / 'panoptes.bash')], check=True)
     env = dict(os.environ, _PANOPTES_COMPLETE='complete_bash', COMP_WORDS='panoptes fi',

@@ -87,6 +87,7 @@ class TestHeader:
             f'Error: {text}: not a FITS file (no SIMPLE card found)',
         ]
 
+    @pytest.mark.slow
     def test_real_process(self, run_panoptes, shared_data):
         result = run_panoptes('fits', 'header', '-k', 'FIELD', shared_data / 'tiny.fits')
         assert result.returncode == 0, result.stderr
@@ -95,6 +96,7 @@ class TestHeader:
 
 
 class TestPack:
+    @pytest.mark.slow
     def test_pack_and_unpack(self, cli, data_copy):
         paths = [data_copy('unsolved.fits'), data_copy('tiny.fits')]
         before = [fits.getdata(p) for p in paths]
@@ -147,6 +149,7 @@ class TestPack:
         assert result.exit_code == 1
         assert 'does not end in .fz' in result.stderr
 
+    @pytest.mark.slow
     def test_real_process(self, run_panoptes, data_copy):
         require_program('fpack')
         path = data_copy('tiny.fits')

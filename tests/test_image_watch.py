@@ -79,6 +79,7 @@ def test_frames_are_recognised():
     assert PipelineOptions(steps=('pretty', 'convert')).steps == ('convert', 'pretty')
 
 
+@pytest.mark.slow
 def test_watcher_waits_for_a_file_still_being_written(tmp_path):
     watcher = FrameWatcher([tmp_path], settle=0.6, live=True)
     try:
@@ -99,6 +100,7 @@ def test_watcher_waits_for_a_file_still_being_written(tmp_path):
         watcher.close()
 
 
+@pytest.mark.slow
 def test_polling_watcher_uses_settle_time(tmp_path):
     watcher = FrameWatcher([tmp_path], settle=0.5, poll=True, poll_interval=0.1)
     try:
@@ -324,6 +326,7 @@ def test_two_watches_over_one_directory_share_the_work(tmp_path):
     assert len(done) == len(set(done)) == 4 * 3
 
 
+@pytest.mark.slow
 def test_workers_die_with_a_killed_watch(tmp_path):
     night = tmp_path / 'night'
     night.mkdir()

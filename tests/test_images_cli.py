@@ -111,6 +111,7 @@ def test_timelapse_progress_on_a_terminal(jpg_frames, run_with_terminal_stderr):
     assert json.loads(stdout)['output'].endswith('night.mp4')
 
 
+@pytest.mark.slow
 def test_focus_ndjson(cli, data_copy, shared_data, tmp_path):
     from panoptes_cli.images.focus import vollath_F4
 

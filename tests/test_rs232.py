@@ -214,6 +214,7 @@ def test_get_and_parse_reading_skips_garbage():
     assert SerialData('buffers://', retry_limit=1).get_and_parse_reading(retry_limit=3) is None
 
 
+@pytest.mark.slow
 def test_serial_data_with_the_simulator():
     data = SerialData('arduinosimulator://?board=camera&report_interval=0.5', baudrate=9600)
     try:

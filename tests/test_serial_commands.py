@@ -175,6 +175,7 @@ def test_listen_skips_garbled_lines_with_a_warning(cli):
     assert 'tail of a report' not in result.stderr
 
 
+@pytest.mark.slow
 def test_listen_timeout_exits_1(cli):
     result = cli('serial', 'listen', 'no_op://', '--timeout', 0.5)
     assert result.exit_code == 1

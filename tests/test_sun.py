@@ -40,6 +40,7 @@ def test_events_agree_with_an_independent_computation(site, day):
         assert abs(difference) < timedelta(seconds=60), (name, tonight[name], expected)
 
 
+@pytest.mark.slow
 def test_events_come_in_order_and_moon_is_a_fraction():
     tonight = night(CAPE_TOWN, date(2026, 3, 20))
     names = ['sunset', 'civil_dusk', 'nautical_dusk', 'astronomical_dusk', 'midnight',
@@ -51,6 +52,7 @@ def test_events_come_in_order_and_moon_is_a_fraction():
     assert night(MAUNA_LOA, date(2016, 9, 8))['moon']['illumination'] == pytest.approx(0.4955, abs=0.01)
 
 
+@pytest.mark.slow
 def test_polar_summer_has_no_events():
     tonight = night(Site(78.2, 15.6), date(2016, 6, 20))
     assert tonight['sunset'] is None and tonight['astronomical_dusk'] is None
@@ -101,6 +103,7 @@ def test_wait_until_naps_and_rechecks_the_clock():
     assert wait_until(target, now=lambda: clock[0], sleep=sleep) == 0
 
 
+@pytest.mark.slow
 def test_cli_prints_json_for_config_site(cli, shared_data, monkeypatch):
     monkeypatch.setenv('PANOPTES_CONFIG_FILE', str(shared_data / 'testing.yaml'))
     result = cli('time', 'sun', '--date', '2016-09-08')
@@ -123,6 +126,7 @@ def test_cli_missing_config_is_one_error_line(cli):
     assert result.stderr.startswith('Error: ') and result.stderr.count('\n') == 1
 
 
+@pytest.mark.slow
 def test_wait_for_a_past_event_returns_at_once(cli, monkeypatch):
     monkeypatch.setenv('POCSTIME', '2016-09-09 06:00:00')
     result = cli('time', 'sun', '--lat', '19.54', '--lon', '-155.58',
@@ -131,6 +135,7 @@ def test_wait_for_a_past_event_returns_at_once(cli, monkeypatch):
     assert json.loads(result.stdout)['night_of'] == '2016-09-08'
 
 
+@pytest.mark.slow
 def test_wait_for_an_event_the_sun_never_reaches_fails(cli, monkeypatch):
     monkeypatch.setenv('POCSTIME', '2016-06-20 12:00:00')
     result = cli('time', 'sun', '--lat', '78.2', '--lon', '15.6', '--wait-until', 'sunset')

@@ -143,6 +143,7 @@ def test_reported_error(sky):
     assert not isinstance(info.value, TheSkyXKeyError)
 
 
+@pytest.mark.slow
 def test_answer_without_status(sky):
     sky.write(script('Out = NoStatus();'))
     assert sky.read(timeout=3) == 'plain answer'

@@ -137,6 +137,7 @@ def test_reset(cli, server, config_file):
     assert cli('config', 'get', 'location.horizon').stdout == '"30.0 deg"\n'
 
 
+@pytest.mark.slow
 def test_reset_to_defaults(cli, start_server, config_file):
     config_file.with_name('testing_local.yaml').write_text('location:\n  horizon: 45 deg\n')
     start_server(config_file)
@@ -178,6 +179,7 @@ def test_diff_of_a_missing_file_fails(cli, tmp_path):
 
 # --- get --wait -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_get_wait_waits_for_a_server_that_is_starting(cli, start_server, config_file, unused_port,
                                                       monkeypatch):
     import threading
@@ -193,6 +195,7 @@ def test_get_wait_waits_for_a_server_that_is_starting(cli, start_server, config_
     assert (result.exit_code, result.stdout) == (0, '"PAN000"\n')
 
 
+@pytest.mark.slow
 def test_get_wait_gives_up(cli, unused_port):
     port = unused_port()
     result = cli('config', 'get', 'pan_id', '--wait', '0.5', '--port', port)

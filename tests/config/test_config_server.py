@@ -477,6 +477,7 @@ def test_unreachable_server(monkeypatch, logged_warnings):
     assert len(logged_warnings) == 2 and all('connection refused' in m for m in logged_warnings)
 
 
+@pytest.mark.slow
 def test_calls_time_out_instead_of_hanging(monkeypatch):
     monkeypatch.setattr(client, 'TIMEOUT', 0.5)
     with socket.socket() as silent:

@@ -19,6 +19,7 @@ BILLION_LAUGHS = 'name: laughs\na: &a ["lol","lol","lol","lol","lol","lol","lol"
     f'{chr(98 + i)}: &{chr(98 + i)} [' + ','.join([f'*{chr(97 + i)}'] * 9) + ']\n' for i in range(8))
 
 
+@pytest.mark.slow
 def test_db_insert_stores_the_good_lines_around_hostile_ones(run_panoptes):
     from panoptes_cli.database.stream import MAX_LINE_BYTES
 
@@ -54,6 +55,7 @@ def test_serial_listen_skips_a_hostile_line_and_keeps_streaming(cli):
     ('name: deep\nvalue:\n' + ''.join('  ' * depth + f'k{depth}:\n' for depth in range(1, 400)),
      102, 'nested deeper than 100 levels'),
 ], ids=['billion-laughs', 'deep-flow', 'deep-block'])
+@pytest.mark.slow
 def test_a_hostile_config_file_is_refused_with_file_and_line(run_panoptes, tmp_path, text, line,
                                                              why):
     config = tmp_path / 'hostile.yaml'
@@ -68,6 +70,7 @@ def test_a_hostile_config_file_is_refused_with_file_and_line(run_panoptes, tmp_p
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.slow
 def test_a_fifo_is_refused_as_a_config_file(run_panoptes, tmp_path):
     fifo = tmp_path / 'pocs.yaml'
     os.mkfifo(fifo)
@@ -77,6 +80,7 @@ def test_a_fifo_is_refused_as_a_config_file(run_panoptes, tmp_path):
            'file on disk\n')
 
 
+@pytest.mark.slow
 def test_an_oversized_config_file_is_refused(run_panoptes, tmp_path):
     from panoptes_cli.limits import MAX_CONFIG_BYTES
 

@@ -151,6 +151,7 @@ def test_serializers_raise_only_their_own_errors(value):
 @FUZZ
 @given(st.one_of(st.text(max_size=200), st.text(alphabet='[]{}&*:-, ab\n', max_size=400),
                  json_values.map(json.dumps), deep_texts))
+@pytest.mark.slow
 def test_yaml_and_json_text_parse_or_fail_cleanly(text):
     for parse in (from_yaml, from_json):
         try:

@@ -84,6 +84,7 @@ def test_loopback_names_are_answered(shared_server, host):
     assert (status, answer) == (200, 'Testing PANOPTES Unit')
 
 
+@pytest.mark.slow
 def test_allow_host_adds_names(start_config_server):
     server = start_config_server('--allow-host', 'pan001.local', '--allow-host', 'Dome.Example')
     for host in ('pan001.local', f'dome.example:{server.port}'):
@@ -137,6 +138,7 @@ def test_500_idle_connections_do_not_starve_a_get(shared_server):
             sock.close()
 
 
+@pytest.mark.slow
 def test_connections_past_the_limit_close_the_idlest(shared_server):
     from panoptes_cli.config.server import CONNECTION_LIMIT
 
@@ -212,6 +214,7 @@ def test_a_huge_key_is_refused_quickly_by_get(shared_server):
     assert 'key of 59999 characters' in answer['msg']
 
 
+@pytest.mark.slow
 def test_a_set_that_would_not_reload_is_refused(config_server_process, start_config_server):
     server = config_server_process
     # YAML turns a NEL character into a line break: the value would come back changed.
@@ -228,6 +231,7 @@ def test_a_set_that_would_not_reload_is_refused(config_server_process, start_con
     assert restarted.get('trap') is None
 
 
+@pytest.mark.slow
 def test_a_failed_save_leaves_memory_and_disk_unchanged(config_server_process, start_config_server):
     server = config_server_process
     assert server.post_json('/set-config', {'location.horizon': '40 deg'})[0] == 200

@@ -54,6 +54,7 @@ def stop_with(process, pids, sig):
 SIGNALS = [(signal.SIGTERM, 143, 'Terminated'), (signal.SIGHUP, 129, 'Hangup')]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('sig, status, word', SIGNALS, ids=['SIGTERM', 'SIGHUP'])
 @pytest.mark.parametrize('jobs', [1, 2])
 def test_fits_pack_leaves_no_part_file(tmp_path, data_copy, sig, status, word, jobs):
@@ -69,6 +70,7 @@ def test_fits_pack_leaves_no_part_file(tmp_path, data_copy, sig, status, word, j
     assert list((tmp_path / 'tmpdir').iterdir()) == []
 
 
+@pytest.mark.slow
 def test_fits_unpack_leaves_no_part_file(tmp_path, data_copy):
     packed = data_copy('solved.fits.fz')
     body = 'for a; do [ "$prev" = -O ] && echo partial > "$a"; prev=$a; done\n' + HANG
@@ -78,6 +80,7 @@ def test_fits_unpack_leaves_no_part_file(tmp_path, data_copy):
         'pids', 'solved.fits.fz']
 
 
+@pytest.mark.slow
 def test_fits_solve_removes_its_working_directories(tmp_path, data_copy):
     frames = [data_copy('tiny.fits', f'frame{n}.fits') for n in range(3)]
     process, pids = run_until_busy(['fits', 'solve', '--jobs', 2, *frames], tmp_path,
@@ -87,6 +90,7 @@ def test_fits_solve_removes_its_working_directories(tmp_path, data_copy):
     assert list((tmp_path / 'tmpdir').iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cr2_convert_leaves_no_partial_output(tmp_path, shared_data):
     source = next((shared_data / 'cr2').glob('*.cr2'))
     cr2 = tmp_path / source.name
@@ -109,6 +113,7 @@ def test_image_timelapse_leaves_no_partial_movie(tmp_path):
     assert [path.name for path in tmp_path.iterdir() if path.suffix in ('.mp4', '.part')] == []
 
 
+@pytest.mark.slow
 def test_db_insert_keeps_what_it_stored(tmp_path, run_panoptes):
     process = subprocess.Popen([shutil.which('panoptes'), 'db', 'insert', 'weather'],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
