@@ -47,6 +47,7 @@ def panoptes(*args, env=None, **kwargs):
 
 # The CLI on postgres.
 
+@pytest.mark.slow
 def test_cli_insert_find_current_clear(cli, central, postgres_url):
     url = ['--db-type', 'postgres', '--db-url', postgres_url, '--db-name', CENTRAL]
     inserted = cli('db', 'insert', 'weather', '--current', *url,
@@ -65,6 +66,7 @@ def test_cli_insert_find_current_clear(cli, central, postgres_url):
     assert json.loads(pruned.stdout) == {'collection': 'weather', 'deleted': 3}
 
 
+@pytest.mark.slow
 def test_environment_names_the_server(cli, central, postgres_url, monkeypatch):
     monkeypatch.setenv('PANOPTES_DB_TYPE', 'postgres')
     monkeypatch.setenv('PANOPTES_DB_NAME', CENTRAL)
@@ -72,6 +74,7 @@ def test_environment_names_the_server(cli, central, postgres_url, monkeypatch):
     assert json.loads(cli('db', 'find', 'power').stdout)['data'] == {'volts': 12}
 
 
+@pytest.mark.slow
 def test_a_missing_schema_is_an_error(cli, postgres_url):
     result = cli('db', 'find', 'weather', '--db-type', 'postgres', '--db-url', postgres_url,
                  '--db-name', 'never_made')
@@ -107,6 +110,7 @@ def test_unreachable_server_one_line_no_password_nothing_marked(cli, isolated_en
 
 # Sync.
 
+@pytest.mark.slow
 @pytest.mark.parametrize('source_type', ['sqlite', 'file'])
 def test_sync_is_idempotent_and_goes_on(central, postgres_url, source_type):
     local = PanDB(source_type, 'unit_store')
@@ -124,6 +128,7 @@ def test_sync_is_idempotent_and_goes_on(central, postgres_url, source_type):
     assert (found['unit'], found['data']) == ('PAN001', {'n': 'late'})
 
 
+@pytest.mark.slow
 def test_a_batch_committed_but_not_marked_is_not_stored_twice(central, postgres_url):
     local = PanDB('sqlite', 'unit_store')
     local.insert_many('weather', [{'n': n} for n in range(30)])
@@ -134,6 +139,7 @@ def test_a_batch_committed_but_not_marked_is_not_stored_twice(central, postgres_
     assert central_counts(postgres_url) == {'PAN002': (30, 30)}
 
 
+@pytest.mark.slow
 def test_max_seconds_stops_between_batches(central):
     local = PanDB('sqlite', 'unit_store')
     local.insert_many('weather', [{'n': n} for n in range(50)])
@@ -237,6 +243,7 @@ def test_follow_sees_another_process_insert_within_a_second(db_type, postgres_ur
 
 # The schema's versions.
 
+@pytest.mark.slow
 def test_an_older_schema_is_migrated_in_place(postgres_url):
     PanPostgresDB.permanently_erase_database('migrate_test', url=postgres_url)
     with psycopg.connect(postgres_url, autocommit=True) as connection:
