@@ -237,6 +237,12 @@ def test_image_runs_panoptes_version(container):
     assert result.stdout.strip() == f'panoptes-cli {__version__}'
 
 
+def test_image_has_the_dask_commands_of_the_compose_cluster(container):
+    for role in ('scheduler', 'worker'):
+        result = run_inside(container, 'dask', role, '--help')
+        assert result.returncode == 0, result.stderr
+
+
 def test_image_user_can_open_serial_devices_and_write_pandir(container):
     result = run_inside(container, 'sh', '-c', 'id -u; id -Gn; date +%Z; echo "$PANDIR"; '
                         'touch "$PANDIR/written" && echo ok')

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -129,6 +130,22 @@ def test_compose_fleet_postgres_is_opt_in_and_local():
     postgres = YAML(typ='safe').load(DOCKER / 'compose.yaml')['services']['postgres']
     assert postgres['profiles'] == ['fleet']
     assert all(port.startswith('127.0.0.1:') for port in postgres['ports'])
+
+
+def test_compose_cluster_is_opt_in_and_its_workers_share_pandir():
+    from ruamel.yaml import YAML
+
+    services = YAML(typ='safe').load(DOCKER / 'compose.yaml')['services']
+    scheduler, worker = services['dask-scheduler'], services['dask-worker']
+    assert scheduler['profiles'] == worker['profiles'] == ['cluster']
+    assert all(port.startswith('127.0.0.1:') for port in scheduler['ports'])
+    port = scheduler['command'][scheduler['command'].index('--port') + 1]
+    assert worker['command'][0] == f'tcp://dask-scheduler:{port}'
+    pandir = dict(dockerfile_instructions())['ENV'].split('PANDIR=')[1].split()[0]
+    assert f'pandir:{pandir}' in worker['volumes']
+    # The image ships the dask command: it comes with panoptes-cli's dependencies.
+    assert any(dependency.startswith('distributed') for dependency in
+               tomllib.loads((REPO_ROOT / 'pyproject.toml').read_text())['project']['dependencies'])
 
 
 def test_installer_is_valid_bash():
