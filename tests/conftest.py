@@ -249,9 +249,8 @@ class DaskCluster:
                 process.wait()
 
 
-@pytest.fixture
-def dask_cluster(tmp_path_factory):
-    """Start a Dask scheduler with two workers on loopback; stop them after the test."""
+def two_worker_cluster(tmp_path_factory):
+    """Yield a Dask scheduler with two workers on loopback; stop them afterwards."""
     cluster = DaskCluster(tmp_path_factory.mktemp('dask'))
     try:
         cluster.add_worker()
@@ -259,3 +258,9 @@ def dask_cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def dask_cluster(tmp_path_factory):
+    """A Dask scheduler with two workers on loopback, for one test."""
+    yield from two_worker_cluster(tmp_path_factory)

@@ -134,12 +134,17 @@ def _ndjson(text: str) -> list[dict]:
     return sorted((json.loads(line) for line in text.splitlines()), key=lambda r: r['filename'])
 
 
-def test_pack_on_the_cluster_prints_and_writes_what_jobs_2_does(dask_cluster, data_copy,
-                                                                 tmp_path, run_panoptes):
+def copies_in_two_places(data_copy, tmp_path, source: str, count: int) -> None:
+    """Copy SOURCE COUNT times into tmp_path/local and tmp_path/cluster as frame<n>.fits."""
     for place in ('local', 'cluster'):
         (tmp_path / place).mkdir()
-        for number in range(4):
-            data_copy('unsolved.fits', f'{place}/frame{number}.fits')
+        for number in range(count):
+            data_copy(source, f'{place}/frame{number}.fits')
+
+
+def test_pack_on_the_cluster_prints_and_writes_what_jobs_2_does(dask_cluster, data_copy,
+                                                                 tmp_path, run_panoptes):
+    copies_in_two_places(data_copy, tmp_path, 'unsolved.fits', 4)
     local = run_panoptes('fits', 'pack', '--jobs', '2', *sorted(
         f'local/{path.name}' for path in (tmp_path / 'local').iterdir()))
     on_cluster = run_panoptes('fits', 'pack', '--scheduler', dask_cluster.address, *sorted(
@@ -208,10 +213,8 @@ def test_solve_on_the_cluster_gives_the_local_results_and_wcs(dask_cluster, data
     from panoptes_cli.images.fits import getheader
 
     index = ['--index-dir', str(shared_data / 'astrometry')]
+    copies_in_two_places(data_copy, tmp_path, 'unsolved.fits', 3)
     for place in ('local', 'cluster'):
-        (tmp_path / place).mkdir()
-        for number in range(3):
-            data_copy('unsolved.fits', f'{place}/frame{number}.fits')
         (tmp_path / place / 'empty.fits').write_bytes(b'')
     names = ['frame0.fits', 'frame1.fits', 'frame2.fits', 'empty.fits']
     local = run_panoptes('fits', 'solve', '--jobs', '2', *index, *(f'local/{n}' for n in names))
@@ -259,10 +262,7 @@ def test_ctrl_c_cancels_the_tasks_not_done(dask_cluster, data_copy, shared_data)
 
 def test_image_watch_once_on_the_cluster_does_what_it_does_here(dask_cluster, data_copy,
                                                                  tmp_path, run_panoptes):
-    for place in ('local', 'cluster'):
-        (tmp_path / place).mkdir()
-        for number in range(2):
-            data_copy('tiny.fits', f'{place}/frame{number}.fits')
+    copies_in_two_places(data_copy, tmp_path, 'tiny.fits', 2)
     steps = ['image', 'watch', '--once', '--steps', 'pack,pretty', '--no-latest']
     local = run_panoptes(*steps, '--jobs', '2', 'local')
     on_cluster = run_panoptes(*steps, '--scheduler', dask_cluster.address, 'cluster')

@@ -25,15 +25,9 @@ ROUNDS = 5
 
 @pytest.fixture(scope='module')
 def cluster(tmp_path_factory):
-    from conftest import DaskCluster
+    from conftest import two_worker_cluster
 
-    running = DaskCluster(tmp_path_factory.mktemp('dask'))
-    try:
-        running.add_worker()
-        running.add_worker()
-        yield running
-    finally:
-        running.stop()
+    yield from two_worker_cluster(tmp_path_factory)
 
 
 def _panoptes() -> str:
