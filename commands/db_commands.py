@@ -81,8 +81,9 @@ def _open(db_type: DbType, db_name: str, db_url: str | None = None, create: bool
     from panoptes_cli.database.base import PanDB
     from panoptes_cli.database.records import validate_name
 
+    _option(lambda name: validate_name(name, 'database'), db_name, '--db-name')
     if collection is not None:
-        validate_name(collection)
+        _option(validate_name, collection, 'COLLECTION')
 
     if db_type is DbType.postgres:
         if not db_url:
@@ -126,7 +127,7 @@ def insert(
     """
     from panoptes_cli.database.stream import insert_stream
 
-    db = _open(db_type, db_name, db_url)
+    db = _open(db_type, db_name, db_url, collection=collection)
     failures = 0
     printing = True
     source = None if file == '-' else file
@@ -210,10 +211,10 @@ def find(
     if max_seconds is not None and not follow:
         raise typer.BadParameter('--max-seconds bounds --follow', param_hint="'--max-seconds'")
     # Bad filters are reported before a missing store.
-    parse_where(where)
-    for bound in (since, until):
+    _option(parse_where, where, '--where')
+    for bound, name in ((since, '--since'), (until, '--until')):
         if bound is not None:
-            parse_time_bound(bound)
+            _option(parse_time_bound, bound, name)
     db = _open(db_type, db_name, db_url, create=False, collection=collection)
     if follow:
         found = db.follow(collection, since=since, until=until, where=where,

@@ -130,8 +130,8 @@ def test_find_missing_id(cli):
 ])
 def test_find_bad_filters(cli, args, message):
     result = cli('db', 'find', 'weather', *args)
-    assert result.exit_code == 1
-    assert result.stderr.startswith(f'Error: {message}')
+    assert result.exit_code == 2
+    assert f"Error: Invalid value for '{args[0]}': {message}" in result.stderr
 
 
 def test_find_limit_must_be_positive(cli):
@@ -142,17 +142,18 @@ def test_find_limit_must_be_positive(cli):
 def test_path_traversal_is_refused(cli, command, tmp_path):
     before = sorted(tmp_path.rglob('*'))
     result = cli('db', *command, '../../etc/passwd', input='{"a": 1}\n')
-    assert result.exit_code == 1
-    assert result.stderr == ("Error: invalid collection name '../../etc/passwd': "
-                             "use 1-200 letters, digits, '_', '-' or '.'\n")
+    assert result.exit_code == 2
+    assert result.stderr.endswith("Error: Invalid value for 'COLLECTION': invalid collection "
+                                  "name '../../etc/passwd': use 1-200 letters, digits, '_', "
+                                  "'-' or '.'\n")
     after = sorted(tmp_path.rglob('*'))
     assert [p for p in after if p not in before and 'pandir' not in p.parts] == []
 
 
 def test_bad_db_name(cli):
     result = cli('db', 'find', 'weather', '--db-name', '../x')
-    assert result.exit_code == 1
-    assert result.stderr.startswith("Error: invalid database name '../x'")
+    assert result.exit_code == 2
+    assert "Error: Invalid value for '--db-name': invalid database name '../x'" in result.stderr
 
 
 def test_bad_db_type_is_a_usage_error(cli):
