@@ -302,3 +302,20 @@ def test_concurrent_cli_inserts(isolated_env):
     assert all(len(ids(out)) == 500 for out in outputs)
     assert len(list(PanDB(db_type='sqlite').find('weather'))) == 1000
     assert len(list(PanDB(db_type='file').find('weather'))) == 1000
+
+
+def test_serial_listen_readings_are_stored_once_not_nested(cli):
+    import json
+
+    from panoptes_cli.rs232 import Reading
+
+    # What `panoptes serial listen PORT` prints for each line of a weather board.
+    readings = [Reading('2026-11-29T02:00:0%d.000' % n, '/dev/ttyACM0', '{"temp": %d}' % n,
+                        {'temp': n}).record() for n in range(3)]
+    stored = cli('db', 'insert', 'weather', '-',
+                 input=''.join(json.dumps(reading) + '\n' for reading in readings))
+    assert stored.exit_code == 0, stored.stderr
+    found = [json.loads(line) for line in cli('db', 'find', 'weather').stdout.splitlines()]
+    assert [(record['date'], record['data']) for record in found] == [
+        ('2026-11-29T02:00:02.000', {'temp': 2}), ('2026-11-29T02:00:01.000', {'temp': 1}),
+        ('2026-11-29T02:00:00.000', {'temp': 0})]

@@ -182,12 +182,20 @@ def _is_record(obj) -> bool:
     return isinstance(obj, dict) and {'type', 'date', 'data'} <= obj.keys() <= _RECORD_KEYS
 
 
+def _is_serial_reading(obj) -> bool:
+    """A line of `panoptes serial listen` (parsed): its ``data`` is the reading."""
+    return (isinstance(obj, dict) and obj.keys() == {'timestamp', 'port', 'data'}
+            and isinstance(obj['data'], dict))
+
+
 def prepare_record(collection: str, obj, data_json: str | None = None) -> PreparedRecord:
     """Wrap ``obj`` as a record of ``collection`` and serialize it, or raise.
 
     A dict that already is a record (it has ``type``, ``date`` and ``data``
     and nothing else but ``_id``) is not wrapped again: its id (if any), date
-    and data are kept and its type becomes ``collection``.
+    and data are kept and its type becomes ``collection``. A reading printed by
+    ``panoptes serial listen`` (``timestamp``, ``port``, ``data``) is stored as
+    its ``data``, dated by its ``timestamp``.
 
     >>> import json
     >>> prepared = prepare_record('weather', {'temp': 12.5})
@@ -196,6 +204,11 @@ def prepare_record(collection: str, obj, data_json: str | None = None) -> Prepar
     >>> again = prepare_record('weather', json.loads(prepared.text))
     >>> again == prepared
     True
+    >>> reading = {'timestamp': '2026-11-29T02:00:00.000', 'port': '/dev/ttyACM0',
+    ...            'data': {'temp': 3.5}}
+    >>> stored = json.loads(prepare_record('weather', reading).text)
+    >>> stored['date'], stored['data']
+    ('2026-11-29T02:00:00.000', {'temp': 3.5})
     >>> prepare_record('weather', {'when': object()})
     Traceback (most recent call last):
       ...
@@ -220,6 +233,11 @@ def prepare_record(collection: str, obj, data_json: str | None = None) -> Prepar
             raise IllegalValue(f'cannot store a {collection} record: _id must be a non-empty '
                                f'string, not {obj_id!r}')
         date = iso_date(obj['date'])
+        data = obj['data']
+        data_json = None
+    elif _is_serial_reading(obj):
+        obj_id = new_id()
+        date = iso_date(obj['timestamp'])
         data = obj['data']
         data_json = None
     else:
