@@ -327,3 +327,29 @@ def test_solve_progress_on_a_terminal(data_copy, config, run_with_terminal_stder
     assert status == 0
     assert len(records(stdout)) == 2
     assert b'Solving' in shown
+
+
+@pytest.mark.slow
+def test_solve_from_a_pipe_prints_each_result_while_the_pipe_is_open(data_copy, shared_data):
+    import json
+    import select
+
+    require_program('solve-field')
+    first, second = data_copy('unsolved.fits', 'a.fits'), data_copy('unsolved.fits', 'b.fits')
+    process = subprocess.Popen(
+        [shutil.which('panoptes'), 'fits', 'solve', '--index-dir',
+         str(shared_data / 'astrometry'), '-'],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        process.stdin.write(f'{first}\n')
+        process.stdin.flush()
+        ready, _, _ = select.select([process.stdout], [], [], 120)
+        assert ready, 'no result while the pipe stayed open'
+        assert json.loads(process.stdout.readline())['filename'] == str(first)
+        rest, stderr = process.communicate(json.dumps({'filename': str(second)}) + '\n',
+                                           timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert [json.loads(line)['filename'] for line in rest.splitlines()] == [str(second)]

@@ -14,11 +14,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import queue
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from panoptes_cli.error import IllegalValue, NotFound, PanError, SolveError
 from panoptes_cli.files import atomic_path
@@ -528,7 +531,7 @@ def solve_fields(fnames: Iterable[PathLike], jobs: int | None = None,
     """
     # Here, not at the top: fits.py re-exports this module, and ``fits header`` would
     # pay the 20 ms concurrent.futures takes to import.
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    from concurrent.futures import ThreadPoolExecutor
 
     if options is None:
         options = SolveOptions.from_kwargs(**kwargs)
@@ -550,13 +553,44 @@ def solve_fields(fnames: Iterable[PathLike], jobs: int | None = None,
 
     executor = ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1),
                                   thread_name_prefix='solve')
-    futures = [executor.submit(solve_one, fname) for fname in fnames]
+    # Names may come from a pipe: each is solved as it arrives, each result yielded as it
+    # is ready, while a thread goes on reading (and submitting) the next names.
+    finished: queue.Queue = queue.Queue()
+    threading.Thread(target=_submit_each, args=(executor, solve_one, fnames, finished),
+                     daemon=True, name='solve-submit').start()
     try:
-        for future in as_completed(futures):
-            yield future.result()
+        done, total = 0, None
+        while total is None or done < total:
+            message = finished.get()
+            if isinstance(message, _AllSubmitted):
+                total = message.count
+            elif isinstance(message, BaseException):
+                raise message
+            else:
+                done += 1
+                yield message.result()
     finally:
         batch.cancel()
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _AllSubmitted(NamedTuple):
+    """Every name was read and submitted: this many results will come."""
+
+    count: int
+
+
+def _submit_each(executor, solve_one, fnames: Iterable[PathLike], finished: queue.Queue) -> None:
+    """Submit a solve for each name as it is read; each finished future goes to ``finished``."""
+    count = 0
+    try:
+        for fname in fnames:
+            executor.submit(solve_one, fname).add_done_callback(finished.put)
+            count += 1
+    except BaseException as exc:  # noqa: BLE001 - reading names failed: the consumer raises it
+        finished.put(exc)
+        return
+    finished.put(_AllSubmitted(count))
 
 
 def _solve_on_cluster(fnames: Iterable[PathLike], scheduler: str, solve):
