@@ -353,11 +353,17 @@ def sized_stores(tmp_path_factory):
     return get
 
 
-def _panoptes_find(pandir, *args):
+def _benchmark_find_process(benchmark, pandir, *args):
+    """Time `panoptes db find weather ARGS...` as a whole process on the store in PANDIR."""
     import os
 
-    return [ours_bin('panoptes'), 'db', 'find', 'weather', *args], dict(
-        os.environ, PANDIR=str(pandir))
+    argv = [ours_bin('panoptes'), 'db', 'find', 'weather', *args]
+    env = dict(os.environ, PANDIR=str(pandir))
+
+    def once():
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
+
+    benchmark.pedantic(once, rounds=7, warmup_rounds=1)
 
 
 @pytest.mark.parametrize('size', SIZES)
@@ -365,12 +371,7 @@ def _panoptes_find(pandir, *args):
 def test_where_sqlite_process(benchmark, sized_stores, size):
     """`find --where temp>24.9 -n 10` on sqlite, run inside SQLite (0.2.29 has no --where)."""
     pandir, _ids = sized_stores(size)
-    argv, env = _panoptes_find(pandir, '--where', 'temp>24.9', '--limit', '10')
-
-    def once():
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
-
-    benchmark.pedantic(once, rounds=7, warmup_rounds=1)
+    _benchmark_find_process(benchmark, pandir, '--where', 'temp>24.9', '--limit', '10')
 
 
 @pytest.mark.parametrize('size', SIZES)
@@ -378,12 +379,7 @@ def test_where_sqlite_process(benchmark, sized_stores, size):
 def test_limit_1_file_store_process(benchmark, sized_stores, size):
     """`find --limit 1 --db-type file`: read from the end of the file (0.2.29 has no limit)."""
     pandir, _ids = sized_stores(size)
-    argv, env = _panoptes_find(pandir, '--limit', '1', '--db-type', 'file')
-
-    def once():
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
-
-    benchmark.pedantic(once, rounds=7, warmup_rounds=1)
+    _benchmark_find_process(benchmark, pandir, '--limit', '1', '--db-type', 'file')
 
 
 BASELINE_FINDER = textwrap.dedent("""

@@ -6,6 +6,7 @@ and checks that it is refused with a JSON error, that nothing changed, and
 that ordinary clients are still answered. Each is bounded in requests and time.
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -118,24 +119,25 @@ def test_clients_keep_working(config_server_process, client_env):
 
 # --- Connections: idle, slow and too many ---------------------------------------------
 
-def open_idle_connections(port, count):
+@contextlib.contextmanager
+def idle_connections(port, count):
+    """Hold COUNT open connections to the server that send nothing; close them afterwards."""
     sockets = []
-    for _ in range(count):
-        sock = socket.create_connection(('127.0.0.1', port), timeout=5)
-        sockets.append(sock)
-    return sockets
+    try:
+        for _ in range(count):
+            sockets.append(socket.create_connection(('127.0.0.1', port), timeout=5))
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def test_500_idle_connections_do_not_starve_a_get(shared_server):
     server = shared_server
-    sockets = open_idle_connections(server.port, 500)
-    try:
+    with idle_connections(server.port, 500):
         # Before: 99 idle connections made every get wait until they closed.
         for _ in range(5):
             assert server.get('name') == 'Testing PANOPTES Unit'
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @pytest.mark.slow
@@ -143,8 +145,7 @@ def test_connections_past_the_limit_close_the_idlest(shared_server):
     from panoptes_cli.config.server import CONNECTION_LIMIT
 
     server = shared_server
-    sockets = open_idle_connections(server.port, CONNECTION_LIMIT + 200)
-    try:
+    with idle_connections(server.port, CONNECTION_LIMIT + 200) as sockets:
         assert server.get('name') == 'Testing PANOPTES Unit'
         # The oldest were closed to make room: reading them gives EOF (or a reset).
         closed = 0
@@ -155,9 +156,6 @@ def test_connections_past_the_limit_close_the_idlest(shared_server):
             except ConnectionResetError:
                 closed += 1
         assert closed == CONNECTION_LIMIT // 10
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @pytest.mark.slow
