@@ -224,7 +224,7 @@ def solve(
     """
     import contextlib
 
-    from panoptes_cli.images.solve import solve_fields
+    from panoptes_cli.images.solve_batch import solve_fields
     from panoptes_cli.images.solve_options import SolveOptions
 
     if (ra is None) != (dec is None):

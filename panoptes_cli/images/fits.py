@@ -38,7 +38,8 @@ from panoptes_cli.images._fits_io import (
     TEMP_SUFFIX, header_values, image_extension, image_hdu, is_fpacked_name,
     reading, rewrite, structure)
 from panoptes_cli.images.packing import fpack, funpack
-from panoptes_cli.images.solve import get_solve_field, get_wcsinfo, solve_field, solve_fields
+from panoptes_cli.images.solve import get_solve_field, get_wcsinfo, solve_field
+from panoptes_cli.images.solve_batch import solve_fields
 from panoptes_cli.quantities import get_quantity_value
 
 if TYPE_CHECKING:

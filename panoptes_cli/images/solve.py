@@ -2,8 +2,8 @@
 
 :func:`solve_field` starts solve-field (a process with a wall-clock deadline
 and a private working directory), :func:`get_solve_field` waits for it and
-writes the solution into the image, :func:`solve_fields` runs many at once,
-and :func:`get_wcsinfo` reads a solution back. The manual documents them under
+writes the solution into the image, and :func:`get_wcsinfo` reads a solution
+back; :mod:`panoptes_cli.images.solve_batch` solves many at once. The manual documents them under
 :mod:`panoptes_cli.images.fits`, which re-exports them. The options are
 :class:`~panoptes_cli.images.solve_options.SolveOptions`; the process is
 :class:`~panoptes_cli.images.solve_process.SolveFieldProcess`.
@@ -11,27 +11,20 @@ and :func:`get_wcsinfo` reads a solution back. The manual documents them under
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
-import queue
 import re
 import shutil
-import threading
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
 
-from panoptes_cli.error import IllegalValue, NotFound, PanError, SolveError
+from panoptes_cli.error import IllegalValue, NotFound, SolveError
 from panoptes_cli.files import atomic_path
 from panoptes_cli.images._fits_io import (
     TEMP_SUFFIX, PathLike, has_checksums, header_values, image_extension, image_hdu, image_size,
     reading, rewrite, structure)
 from panoptes_cli.images.packing import pack_into
 from panoptes_cli.images.solve_options import SolveOptions, option_args
-from panoptes_cli.images.solve_process import (
-    SolveBatch, SolveFieldProcess, current_batch, make_workdir)
+from panoptes_cli.images.solve_process import SolveFieldProcess, make_workdir
 from panoptes_cli.programs import failure_message, find_program, run
 from panoptes_cli.quantities import get_quantity_value
 
@@ -485,121 +478,3 @@ def get_wcsinfo(fits_fname: PathLike, **kwargs) -> dict:
     if info is None:
         raise NotFound(f'{source}: no WCS in the header (not plate-solved yet)')
     return {**wcsinfo_quantities(info), 'wcs_file': os.fspath(source)}
-
-
-def solve_record(fname: PathLike, options: SolveOptions, *, replace: bool = True,
-                 overwrite: bool = True, skip_solved: bool = True) -> dict:
-    """Plate-solve one image with :func:`solve_file`; describe the outcome as a batch result.
-
-    A failure (no solution, timeout, not FITS...) is a result too, with ``error``.
-    """
-    started = time.monotonic()
-    try:
-        info = solve_file(fname, options, replace=replace, overwrite=overwrite,
-                          skip_solved=skip_solved)
-    except (PanError, OSError, ValueError) as exc:
-        return failure(os.fspath(fname), exc, time.monotonic() - started)
-    return summary(os.fspath(fname), info, time.monotonic() - started, skipped=info['skipped'])
-
-
-def solve_fields(fnames: Iterable[PathLike], jobs: int | None = None,
-                 options: SolveOptions | None = None, *, replace: bool = True,
-                 overwrite: bool = True, skip_solved: bool = True, scheduler: str | None = None,
-                 **kwargs):
-    """Plate-solve many images in parallel; yield one result per image as each finishes.
-
-    Each image goes through :func:`solve_file` with ``options`` (or, without
-    them, the options :func:`get_solve_field` reads from ``kwargs``).
-    A result is a dict: ``filename``, ``solved``, and for a solution
-    ``output`` (the solved file), ``ra`` and ``dec`` of the centre and ``rotation`` (degrees),
-    ``pixel_scale`` (arcsec/pixel), ``field_width`` and ``field_height``
-    (degrees), ``skipped``; for a failure ``error``; always ``seconds``.
-    Closing the generator early (Ctrl-C) stops the solves still running.
-
-    Args:
-        fnames: The images.
-        jobs: How many solve at once here; the number of CPU cores by default.
-        options: How to solve each image.
-        replace, overwrite, skip_solved: As for :func:`get_solve_field`.
-        scheduler: A Dask scheduler address: solve each image as a task on that
-            cluster's workers instead (see :mod:`panoptes_cli.cluster`).
-        **kwargs: ``timeout`` and the keyword arguments of :func:`get_solve_field`,
-            when ``options`` is not given.
-
-    Yields:
-        One result dict per image, in the order they finish.
-    """
-    # Here, not at the top: fits.py re-exports this module, and ``fits header`` would
-    # pay the 20 ms concurrent.futures takes to import.
-    from concurrent.futures import ThreadPoolExecutor
-
-    if options is None:
-        options = SolveOptions.from_kwargs(**kwargs)
-    elif kwargs:
-        raise TypeError('solve_fields() takes the options as a SolveOptions or as keyword '
-                        'arguments, not both')
-    solve = functools.partial(solve_record, options=options, replace=replace,
-                              overwrite=overwrite, skip_solved=skip_solved)
-    if scheduler:
-        yield from _solve_on_cluster(fnames, scheduler, solve)
-        return
-    batch = SolveBatch()
-
-    def solve_one(fname) -> dict:
-        current_batch.set(batch)
-        if batch.cancelled:
-            return failure(os.fspath(fname), PanError(f'{fname}: cancelled'), 0.0)
-        return solve(fname)
-
-    executor = ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1),
-                                  thread_name_prefix='solve')
-    # Names may come from a pipe: each is solved as it arrives, each result yielded as it
-    # is ready, while a thread goes on reading (and submitting) the next names.
-    finished: queue.Queue = queue.Queue()
-    threading.Thread(target=_submit_each, args=(executor, solve_one, fnames, finished),
-                     daemon=True, name='solve-submit').start()
-    try:
-        done, total = 0, None
-        while total is None or done < total:
-            message = finished.get()
-            if isinstance(message, _AllSubmitted):
-                total = message.count
-            elif isinstance(message, BaseException):
-                raise message
-            else:
-                done += 1
-                yield message.result()
-    finally:
-        batch.cancel()
-        executor.shutdown(wait=True, cancel_futures=True)
-
-
-class _AllSubmitted(NamedTuple):
-    """Every name was read and submitted: this many results will come."""
-
-    count: int
-
-
-def _submit_each(executor, solve_one, fnames: Iterable[PathLike], finished: queue.Queue) -> None:
-    """Submit a solve for each name as it is read; each finished future goes to ``finished``."""
-    count = 0
-    try:
-        for fname in fnames:
-            executor.submit(solve_one, fname).add_done_callback(finished.put)
-            count += 1
-    except BaseException as exc:  # noqa: BLE001 - reading names failed: the consumer raises it
-        finished.put(exc)
-        return
-    finished.put(_AllSubmitted(count))
-
-
-def _solve_on_cluster(fnames: Iterable[PathLike], scheduler: str, solve):
-    """Yield solve results from a Dask cluster, one task an image (solve-field runs there)."""
-    from panoptes_cli.cluster import DaskRunner
-
-    runner = DaskRunner(scheduler, programs=['solve-field', 'wcsinfo'])
-    with contextlib.closing(runner.map_unordered(solve, map(os.fspath, fnames))) as outcomes:
-        for outcome in outcomes:
-            # A task that raised (its worker died too often, no worker can solve) has no timing.
-            yield (outcome.value if outcome.error is None
-                   else failure(outcome.item, outcome.error, 0.0))
