@@ -78,8 +78,10 @@ Examples:
 @app.command(help=SUN_HELP)
 @options.records_output
 def sun(
-    lat: float | None = typer.Option(None, '--lat', help='Latitude in degrees north (with --lon).'),
-    lon: float | None = typer.Option(None, '--lon', help='Longitude in degrees east (with --lat).'),
+    lat: float | None = typer.Option(None, '--lat', min=-90, max=90,
+                                     help='Latitude in degrees north (with --lon).'),
+    lon: float | None = typer.Option(None, '--lon', min=-180, max=360,
+                                     help='Longitude in degrees east (with --lat).'),
     elev: float = typer.Option(0.0, '--elev', help='Elevation in metres (with --lat/--lon).'),
     night_of: str | None = typer.Option(
         None, '--date', metavar='YYYY-MM-DD', help='The night starting on this local date.'),
