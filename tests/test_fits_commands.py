@@ -243,9 +243,11 @@ class TestSolve:
         result = run_panoptes('--verbose', 'fits', 'solve', '--config', config, path)
         assert result.returncode == 0, result.stderr
         lines = result.stderr.splitlines()
-        solve_field = next(line for line in lines if line.startswith('Debug: Running: ')
-                           and 'solve-field ' in line)
-        assert f'--config {config}' in solve_field and solve_field.endswith(str(path))
+        ran = [line for line in lines if line.startswith('Debug: Running: ')]
+        # The stars are found by image2xy, and solve-field is given their list.
+        assert any('image2xy ' in line and line.endswith(str(path)) for line in ran)
+        solve_field = next(line for line in ran if 'solve-field ' in line)
+        assert f'--config {config}' in solve_field and solve_field.endswith('-stars.xyls')
         assert any(line.startswith('Debug: solve-field ended (exit status 0) after ')
                    for line in lines)
         assert any('wcsinfo ' in line for line in lines if line.startswith('Debug: Running: '))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from panoptes_cli.files import atomic_path
 from panoptes_cli.images._fits_io import (
     TEMP_SUFFIX, PathLike, has_checksums, header_values, image_extension, image_hdu, image_size,
     reading, rewrite, structure)
+from panoptes_cli.images._fits_structure import image_signatures
 from panoptes_cli.images.packing import pack_into
 from panoptes_cli.images.solve_options import SolveOptions, option_args
 from panoptes_cli.images.solve_process import SolveFieldProcess, make_workdir
@@ -239,8 +241,16 @@ def solve_field(fname: PathLike, timeout: float = 15, solve_opts: list[str] | No
     return start_solve(fname, SolveOptions.from_kwargs(timeout, solve_opts, args, **kwargs))
 
 
-def start_solve(fname: PathLike, options: SolveOptions) -> SolveFieldProcess:
-    """Start solve-field on an image with typed options; see :func:`solve_field`."""
+def start_solve(fname: PathLike, options: SolveOptions,
+                find_stars: bool = False) -> SolveFieldProcess:
+    """Start solve-field on an image with typed options; see :func:`solve_field`.
+
+    With ``find_stars``, the stars are found here first (see
+    :mod:`~panoptes_cli.images.sources`) where the options allow, and
+    solve-field is given their list instead of the image: the same solution,
+    a second sooner. :func:`solve_field` starts solve-field on the image, as
+    its callers expect.
+    """
     program = find_program('solve-field')
     source = Path(fname)
     hdus = structure(source)
@@ -257,15 +267,41 @@ def start_solve(fname: PathLike, options: SolveOptions) -> SolveFieldProcess:
             solve_file = source
         hint = _pointing_hint(source, hdus) if options.wants_hint else None
         wcs_file = workdir / f'{solve_file.stem}.wcs'
-        arguments = [*options.arguments(image_size(hdus), hint, workdir),
+        size = image_size(hdus)
+        started = time.monotonic()
+        plan = _star_list_plan(hdus if solve_file == source else structure(solve_file),
+                               options, size) if find_stars else None
+        if plan is not None:
+            from panoptes_cli.images.sources import source_list
+
+            solve_input = workdir / f'{solve_file.stem}-stars.xyls'
+            source_list(solve_file, solve_input, **plan, timeout=options.timeout)
+        else:
+            solve_input = solve_file
+        arguments = [*options.arguments(size, hint, workdir, star_list=plan is not None),
                      '--dir', os.fspath(workdir), '--temp-dir', os.fspath(workdir),
                      '--wcs', os.fspath(wcs_file), '--overwrite']
-        return SolveFieldProcess([program, *arguments, os.fspath(solve_file)],
-                                 fits_file=source, solve_file=solve_file,
-                                 wcs_file=wcs_file, workdir=workdir, timeout=options.timeout)
+        return SolveFieldProcess([program, *arguments, os.fspath(solve_input)],
+                                 fits_file=source, solve_file=solve_file, wcs_file=wcs_file,
+                                 workdir=workdir, timeout=options.timeout, started=started)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
+
+
+def _star_list_plan(hdus: list, options: SolveOptions, size: tuple[int, int]) -> dict | None:
+    """How to make solve-field's star list here, or None to let solve-field make it.
+
+    Here only when solve-field would read a 2-D primary image with its default
+    star finding and astrometry.net's image2xy and tabsort are installed (see
+    images/sources.py: the same list, without two Python start-ups per image).
+    """
+    signatures = image_signatures(hdus)
+    if not signatures or len(signatures[0][1]) != 2 or image_extension(hdus):
+        return None
+    if shutil.which('image2xy') is None or shutil.which('tabsort') is None:
+        return None
+    return options.star_list(size)
 
 
 def _header_dict(header) -> dict:
@@ -415,7 +451,7 @@ def solve_file(fname: PathLike, options: SolveOptions, replace: bool = True,
     if not overwrite and target.exists():
         raise FileExistsError(17, 'File exists', os.fspath(target))
 
-    with start_solve(source, options) as process:
+    with start_solve(source, options, find_stars=True) as process:
         # Writing the solution needs astropy: importing it now, while solve-field
         # works, takes half a second off a one-file ``panoptes fits solve``.
         import astropy.io.fits  # noqa: F401

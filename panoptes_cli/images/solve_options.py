@@ -80,6 +80,20 @@ def index_config(index_dirs: Iterable[os.PathLike | str], workdir: Path) -> Path
     return config
 
 
+# solve-field options about the matching, not the image: with no others, the
+# star list can be made by images/sources.py instead of inside solve-field.
+_MATCHING_OPTIONS = {
+    '--cpulimit', '--no-tweak', '--tweak-order', '--depth', '--objs', '--odds-to-solve',
+    '--odds-to-tune-up', '--odds-to-reject', '--parity', '--code-tolerance', '--pixel-error',
+    '--quad-size-min', '--quad-size-max', '--no-verify', '--crpix-center', '--crpix-x',
+    '--crpix-y', '--guess-scale', '--backend-config', '--no-plots', '--overwrite',
+}
+# The options that change the star list itself, which sources.source_list does as told.
+_STAR_LIST_OPTIONS = {'--no-remove-lines', '--uniformize'}
+# solve-field's --uniformize default: cells the star list is spread over.
+SPREAD_CELLS = 10
+
+
 # solve-field's --scale-units.
 SCALE_UNITS = ('degwidth', 'arcminwidth', 'arcsecperpix', 'focalmm')
 # solve-field options that have their own field in SolveOptions.
@@ -191,19 +205,51 @@ class SolveOptions:
         return cls(timeout=timeout, solve_opts=None if solve_opts is None else list(solve_opts),
                    extra_options=options, extra_args=[str(arg) for arg in args], **fields)
 
+    def star_list(self, image_size: tuple[int, int]) -> dict | None:
+        """How to make the star list here (``source_list``'s keywords), or None to leave it
+        to solve-field: when options were given that act on the image (``solve_opts``,
+        extra arguments, an option outside the matching ones), or the size is unknown.
+
+        >>> SolveOptions().star_list((700, 700))
+        {'downsample': 2, 'remove_lines': True, 'cells': 10}
+        >>> SolveOptions(extra_options={'--uniformize': 0}).star_list((5208, 3476))
+        {'downsample': 4, 'remove_lines': True, 'cells': 0}
+        >>> SolveOptions(extra_options={'--pnm': 'a.pnm'}).star_list((700, 700)) is None
+        True
+        """
+        if self.solve_opts is not None or self.extra_args or not all(image_size):
+            return None
+        if set(self.extra_options) - _MATCHING_OPTIONS - _STAR_LIST_OPTIONS:
+            return None
+        try:
+            cells = int(self.extra_options.get('--uniformize', SPREAD_CELLS))
+        except (TypeError, ValueError):
+            return None  # solve-field says what is wrong with it
+        return {'downsample': self.downsample or downsample_for(*image_size),
+                'remove_lines': not self.extra_options.get('--no-remove-lines'), 'cells': cells}
+
     def arguments(self, image_size: tuple[int, int], hint: tuple[float, float] | None,
-                  workdir: Path) -> list[str]:
+                  workdir: Path, star_list: bool = False) -> list[str]:
         """solve-field's options for one image, before its outputs and the file name.
 
         ``hint`` is where the image header says the mount pointed, used
-        unless ``ra`` and ``dec`` are given.
+        unless ``ra`` and ``dec`` are given. With ``star_list``, solve-field is
+        given the star list :meth:`star_list` describes instead of the image.
         """
+        extra_options = self.extra_options
         if self.solve_opts is None:
             arguments = [*DEFAULT_OPTIONS, '--cpulimit', str(max(1, round(self.timeout)))]
             downsample = self.downsample or downsample_for(*image_size)
         else:
             arguments = list(self.solve_opts)
             downsample = self.downsample
+        if star_list:
+            width, height = image_size
+            arguments += ['--width', str(width), '--height', str(height),
+                          '--no-remove-lines', '--uniformize', '0']
+            downsample = None
+            extra_options = {key: value for key, value in extra_options.items()
+                             if key not in _STAR_LIST_OPTIONS}
         arguments += option_args({'--downsample': downsample, '--scale-low': self.scale_low,
                                   '--scale-high': self.scale_high,
                                   '--scale-units': self.scale_units})
@@ -215,7 +261,7 @@ class SolveOptions:
             arguments += ['--config', os.fspath(index_config(self.index_dirs, workdir))]
         if self.config is not None:
             arguments += ['--config', os.fspath(self.config)]
-        return arguments + option_args(self.extra_options) + list(self.extra_args)
+        return arguments + option_args(extra_options) + list(self.extra_args)
 
     @property
     def wants_hint(self) -> bool:

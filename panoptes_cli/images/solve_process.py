@@ -69,13 +69,15 @@ class SolveFieldProcess(Process):
     """
 
     def __init__(self, args: list[str], *, fits_file: Path, solve_file: Path, wcs_file: Path,
-                 workdir: Path, timeout: float, **kwargs):
+                 workdir: Path, timeout: float, started: float | None = None, **kwargs):
         self.fits_file = fits_file
         self.solve_file = solve_file
         self.wcs_file = wcs_file
         self.workdir = workdir
         self.timeout = timeout
-        self.deadline = time.monotonic() + timeout
+        # The deadline counts from ``started`` (monotonic) when work for this solve
+        # came before solve-field (finding the stars).
+        self.deadline = (time.monotonic() if started is None else started) + timeout
         self.batch = current_batch.get()
         super().__init__(args, process_group=0, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, **kwargs)
