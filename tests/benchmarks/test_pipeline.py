@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.conftest import FULL_FRAME_HEIGHT as HEIGHT, FULL_FRAME_WIDTH as WIDTH
+from benchmarks.conftest import FULL_FRAME_HEIGHT as HEIGHT, FULL_FRAME_WIDTH as WIDTH, ours_bin
 
 BASELINE_VENV = Path(os.environ.get('PANOPTES_BASELINE_VENV', '/tmp/baseline-venv'))
 CR2_MAKER = Path(__file__).resolve().parents[1] / 'cr2_maker.py'
@@ -141,7 +141,7 @@ class _PeakMemory:
 
 
 def _watch(args):
-    process = subprocess.Popen([shutil.which('panoptes'), 'image', 'watch', '--once',
+    process = subprocess.Popen([ours_bin('panoptes'), 'image', 'watch', '--once',
                                 '--jobs', '2', *map(str, args)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     memory = _PeakMemory(process)
