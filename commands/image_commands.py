@@ -55,7 +55,8 @@ def pretty(
     from panoptes_cli.images.pretty import PrettyOptions
 
     link = None if link_path is None else str(link_path)
-    settings = PrettyOptions(title=title, link_path=link_path, overwrite=overwrite)
+    settings = PrettyOptions(title=title, link_path=link_path, overwrite=overwrite,
+                             keep_exiftool=True)
     output.run_batch(files, partial(_pretty_picture, output_dir=output_dir, settings=settings),
                      jobs=jobs, description='Pretty pictures',
                      record=lambda path, jpg: {'filename': path, 'output': jpg, 'link': link},

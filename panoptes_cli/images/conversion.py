@@ -74,7 +74,11 @@ def convert(cr2_fname: PathLike, to: str = 'fits', output_dir: PathLike | None =
 
 
 def convert_file(cr2_fname: PathLike, options: ConvertOptions) -> str:
-    """Convert one CR2 file with typed options; see :func:`convert`."""
+    """Convert one CR2 file with typed options; see :func:`convert`.
+
+    Made to be called for file after file: EXIF comes from the calling
+    thread's long-running exiftool (:mod:`panoptes_cli.images.exiftool`).
+    """
     to, overwrite = options.to, options.overwrite
     if to not in CONVERSIONS:
         raise IllegalValue(f"Unknown conversion {to!r}; use one of {', '.join(CONVERSIONS)}")
@@ -89,14 +93,16 @@ def convert_file(cr2_fname: PathLike, options: ConvertOptions) -> str:
         return cr2_to_fits(path, target, overwrite=overwrite, headers=options.headers,
                            fits_headers=options.fits_headers, remove_cr2=options.remove_cr2,
                            decoder=options.decoder, dcraw=options.dcraw,
-                           exiftool=options.exiftool, timeout=options.timeout)
+                           exiftool=options.exiftool, timeout=options.timeout,
+                           keep_exiftool=True)
     if to == 'pgm':
         output = cr2_to_pgm(path, target, overwrite=overwrite, dcraw=options.dcraw,
                             timeout=options.timeout)
     else:
         output = pretty_picture(path, PrettyOptions(
             title=options.title, timeout=options.timeout or 15, img_type='.cr2',
-            jpg_fname=target, overwrite=overwrite, decoder=options.decoder))
+            jpg_fname=target, overwrite=overwrite, decoder=options.decoder,
+            keep_exiftool=True))
     if options.remove_cr2:
         path.unlink()
     return output

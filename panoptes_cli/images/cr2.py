@@ -314,12 +314,34 @@ def _parse_pgm(buffer: bytes, name: str, byteorder: str = '>') -> np.ndarray:
     return data.reshape(height, width).astype(dtype.newbyteorder('='))
 
 
+def _exiftool_name(fname: Path) -> str:
+    """The file's name as exiftool must be given it: not mistaken for an option."""
+    name = os.fspath(fname)
+    return f'./{name}' if name.startswith('-') else name
+
+
+def _parse_exif(fname: Path, out: bytes, err: bytes, status: int | None) -> dict:
+    """The EXIF dict from what ``exiftool -j FILE`` wrote, or the error it reported."""
+    try:
+        records = json.loads(out.decode('utf-8', errors='replace'))
+    except json.JSONDecodeError:
+        raise InvalidSystemCommand(f'{fname}: reading EXIF: exiftool failed: '
+                                   f'{programs.failure_message(err, status)}') from None
+    exif = records[0] if records else {}
+    if 'Error' in exif:
+        raise CheckFailed(f"{fname}: cannot read EXIF: {exif['Error']}")
+    if exif.get('SourceFile') == _exiftool_name(fname):
+        exif['SourceFile'] = os.fspath(fname)
+    return exif
+
+
 class _ExifReader:
     """An exiftool run started in the background; :meth:`result` waits for its EXIF."""
 
     def __init__(self, fname: Path, exiftool: str):
         self.fname = fname
-        self.proc = programs.Process([programs.find_program(exiftool), '-j', os.fspath(fname)],
+        self.proc = programs.Process([programs.find_program(exiftool), '-j',
+                                      _exiftool_name(fname)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def result(self, timeout: float | None = 60) -> dict:
@@ -329,16 +351,7 @@ class _ExifReader:
             self.proc.kill()
             self.proc.communicate()
             raise Timeout(f'{self.fname}: reading EXIF: exiftool took more than {timeout} s')
-        try:
-            records = json.loads(out.decode('utf-8', errors='replace'))
-        except json.JSONDecodeError:
-            raise InvalidSystemCommand(
-                f'{self.fname}: reading EXIF: exiftool failed: '
-                f'{programs.failure_message(err, self.proc.returncode)}') from None
-        exif = records[0] if records else {}
-        if 'Error' in exif:
-            raise CheckFailed(f"{self.fname}: cannot read EXIF: {exif['Error']}")
-        return exif
+        return _parse_exif(self.fname, out, err, self.proc.returncode)
 
     def cancel(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -346,12 +359,41 @@ class _ExifReader:
         self.proc.communicate()
 
 
-def start_read_exif(fname: PathLike, exiftool: str = 'exiftool') -> _ExifReader:
+class _KeptExifReader:
+    """A request to this thread's long-running exiftool; :meth:`result` waits for its answer."""
+
+    def __init__(self, fname: Path, exiftool: str):
+        from panoptes_cli.images.exiftool import kept_exiftool
+
+        self.fname = fname
+        self.tool = kept_exiftool(exiftool)
+        self.tool.send(['-j', _exiftool_name(fname)])
+
+    def result(self, timeout: float | None = 60) -> dict:
+        try:
+            out, err, status = self.tool.receive(timeout)
+        except Timeout:
+            raise Timeout(f'{self.fname}: reading EXIF: exiftool took more than {timeout} s')
+        except OSError as exc:
+            raise InvalidSystemCommand(f'{self.fname}: reading EXIF: {exc}') from None
+        return _parse_exif(self.fname, out, err, status)
+
+    def cancel(self) -> None:
+        """Nothing to stop: the next request collects (and drops) this answer first."""
+
+
+def start_read_exif(fname: PathLike, exiftool: str = 'exiftool',
+                    keep_exiftool: bool = False) -> _ExifReader | _KeptExifReader:
     """Start reading EXIF in the background (exiftool takes a while to start).
 
-    Returns an object whose ``result()`` gives :func:`read_exif`'s dict.
+    Returns an object whose ``result()`` gives :func:`read_exif`'s dict. With
+    ``keep_exiftool`` the calling thread's long-running exiftool answers (see
+    :mod:`panoptes_cli.images.exiftool`): for a process that reads many files.
     """
-    return _ExifReader(existing_file(fname), exiftool)
+    path = existing_file(fname)
+    if keep_exiftool:
+        return _KeptExifReader(path, exiftool)
+    return _ExifReader(path, exiftool)
 
 
 def read_exif(fname: PathLike, exiftool: str = 'exiftool') -> dict:
@@ -482,7 +524,9 @@ def cr2_to_fits(cr2_fname: PathLike, fits_fname: PathLike | None = None, overwri
             ``panoptes_cli.images.fits.update_observation_headers`` adds it.
         fits_headers (dict, optional): Cards written to the FITS header as they are.
         remove_cr2 (bool, optional): Delete the CR2 once the FITS is complete, default False.
-        **kwargs: ``decoder``, ``dcraw`` and ``timeout`` for :func:`read_cr2`; ``exiftool``.
+        **kwargs: ``decoder``, ``dcraw`` and ``timeout`` for :func:`read_cr2`; ``exiftool``;
+            ``keep_exiftool`` (read the EXIF with this thread's long-running exiftool, as
+            a batch does: see :func:`start_read_exif`).
 
     Returns:
         str: the FITS file's path.
@@ -499,7 +543,8 @@ def cr2_to_fits(cr2_fname: PathLike, fits_fname: PathLike | None = None, overwri
         raise FileExistsError(17, 'File exists', os.fspath(target))
 
     # exiftool (a Perl start-up) runs while the pixels decode.
-    exif_reader = start_read_exif(path, kwargs.get('exiftool', 'exiftool'))
+    exif_reader = start_read_exif(path, kwargs.get('exiftool', 'exiftool'),
+                                  keep_exiftool=kwargs.get('keep_exiftool', False))
     try:
         data = read_cr2(path, decoder=kwargs.get('decoder', 'auto'),
                         dcraw=kwargs.get('dcraw', 'dcraw'), timeout=kwargs.get('timeout'))

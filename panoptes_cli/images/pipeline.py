@@ -210,7 +210,7 @@ class _Work:
                     import rawpy  # noqa: F401
             from panoptes_cli.images.cr2 import exif_headers, read_cr2, start_read_exif
 
-            exif = start_read_exif(self.frame.source)
+            exif = start_read_exif(self.frame.source, keep_exiftool=True)
             try:
                 self.data = read_cr2(self.frame.source, decoder=self.options.decoder)
             except BaseException:

@@ -46,6 +46,8 @@ class PrettyOptions:
     overwrite: bool = True
     quality: int = 90
     decoder: str = 'auto'
+    # A CR2's EXIF from this thread's long-running exiftool, for batches (see images.exiftool).
+    keep_exiftool: bool = False
 
 
 def make_pretty_image(fname: PathLike, title: str | None = None, timeout: float = 15,
@@ -122,7 +124,8 @@ def pretty_picture(fname: PathLike, options: PrettyOptions) -> str:
     jpg_fname = Path(options.jpg_fname or pretty_image_path(fname))
     if kind == '.cr2':
         picture, default_title = _picture_from_cr2(fname, timeout=options.timeout,
-                                                   decoder=options.decoder)
+                                                   decoder=options.decoder,
+                                                   keep_exiftool=options.keep_exiftool)
     else:
         picture, default_title = _picture_from_fits(fname)
     with atomic_path(jpg_fname, options.overwrite) as temp:
@@ -144,12 +147,13 @@ def _picture_from_fits(fname: Path) -> tuple:
     return picture, title
 
 
-def _picture_from_cr2(fname: Path, timeout: float, decoder: str = 'auto') -> tuple:
+def _picture_from_cr2(fname: Path, timeout: float, decoder: str = 'auto',
+                      keep_exiftool: bool = False) -> tuple:
     """Return the stretched colour picture of a CR2 raw frame and its default title."""
     # cr2 loads numpy when imported: here, so that importing panoptes_cli.images stays cheap.
     from panoptes_cli.images.cr2 import exif_date, exif_exposure_time, read_cr2, start_read_exif
 
-    exif_reader = start_read_exif(fname)
+    exif_reader = start_read_exif(fname, keep_exiftool=keep_exiftool)
     try:
         picture = _colour_picture(read_cr2(fname, decoder=decoder, timeout=timeout))
     except BaseException:
