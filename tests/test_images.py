@@ -124,6 +124,41 @@ def test_pretty_cr2(data_copy):
     assert np.percentile(pixels, 99.9) > 200 and 5 < np.median(pixels[-174:]) < 140
 
 
+@pytest.mark.parametrize('source', [pytest.param('full-size cr2', marks=pytest.mark.slow),
+                                    'unsolved.fits', 'noheader.fits', 'uint8 bayer', 'int32 grey'])
+def test_pretty_lookup_tables_give_the_per_pixel_picture(source, shared_data, tmp_path,
+                                                         monkeypatch):
+    """Integer frames go through one table per channel; the JPG is that of stretching
+    every pixel (the way pictures were made before the tables, and still are for floats)."""
+    from panoptes_cli.images import pretty
+
+    if source == 'full-size cr2':
+        require_program('exiftool')
+        pytest.importorskip('imagecodecs', reason='cr2_maker needs imagecodecs (the test extra)')
+        from cr2_maker import sky_frame, write_cr2
+
+        frame = write_cr2(tmp_path / '20160909T081152.cr2', sky_frame(3476, 5208, seed=4))
+    elif source.endswith('.fits'):
+        frame = shared_data / source
+    else:
+        data = getdata(shared_data / 'unsolved.fits')
+        header = {'FILTER': 'RGGB'} if source == 'uint8 bayer' else {}
+        data = (data // 256).astype(np.uint8) if source == 'uint8 bayer' else data.astype(np.int32)
+        frame = tmp_path / 'frame.fits'
+        write_fits(data, header, frame)
+    pictures = []
+    for per_pixel in (False, True):
+        if per_pixel:
+            monkeypatch.setattr(pretty, '_table_size', lambda channel: None)
+        jpg = make_pretty_image(frame, title='A frame', jpg_fname=tmp_path / f'{per_pixel}.jpg')
+        pictures.append(jpg_pixels(jpg).astype(int))
+    tables, per_pixel = pictures
+    assert tables.shape == per_pixel.shape
+    assert np.abs(tables - per_pixel).max() <= 1
+    # In fact the same: every value goes through the same float32 arithmetic.
+    assert (tables == per_pixel).all()
+
+
 def test_pretty_errors(data_copy, tmp_path):
     with pytest.raises(FileNotFoundError):
         make_pretty_image(tmp_path / 'nothing.fits')

@@ -165,7 +165,9 @@ def _decode_with_rawpy(path: Path) -> np.ndarray:
     logger.debug(f'Decoding {path} with LibRaw (rawpy)')
     try:
         with rawpy.imread(os.fspath(path)) as raw:
-            return raw.raw_image_visible.copy()
+            # The one copy out of LibRaw's buffer (freed on close) is made bottom row first;
+            # the top-first view of it handed on, bottom_row_first turns back without a copy.
+            return np.ascontiguousarray(raw.raw_image_visible[::-1])[::-1]
     except rawpy.LibRawError as exc:
         reason = exc.args[0] if exc.args else type(exc).__name__
         if isinstance(reason, bytes):

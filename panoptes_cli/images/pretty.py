@@ -204,42 +204,87 @@ def _sky_and_noise(samples):
     return sky, noise if noise > 0 else max(float(samples.std()), 1.0)
 
 
-def _stretch(channels: list, sample_step: int):
+# Integer frames up to this many levels are stretched through a table of every level.
+_MAX_TABLE = 1 << 20
+
+
+def _stretch(channels: list, sample_step: int, scales: tuple | None = None):
     """Stretch channels (sky-subtracted, sky made grey) with one asinh stretch into uint8.
 
     The black point sits 2 sigma below the sky, so the sky is a dark grey
     with its noise visible and nothing is clipped to pure black; the white
     point is the 99.95th percentile, so only the cores of the brightest stars
     saturate. All channels share one stretch, which keeps star colours.
+
+    A channel's values are its pixels times its scale (default 1). An
+    integer channel is stretched once per level it can hold, into a table
+    its pixels then look up: a few thousand levels instead of millions of
+    pixels, and the same picture, since every pixel goes through the same
+    float32 arithmetic either way.
     """
     import numpy as np
-    from astropy.visualization import AsinhStretch
 
-    levels = [_sky_and_noise(channel[::sample_step, ::sample_step].ravel())
-              for channel in channels]
+    scales = scales or (1,) * len(channels)
+
+    def values(pixels, scale):
+        # Scale 1: the pixels as they are, so that sky levels are computed as they always were.
+        return pixels if scale == 1 else pixels.astype(np.float32) * np.float32(scale)
+
+    samples = [values(channel[::sample_step, ::sample_step], scale)
+               for channel, scale in zip(channels, scales)]
+    levels = [_sky_and_noise(sample.ravel()) for sample in samples]
     mean_sky = np.mean([sky for sky, _ in levels]) or 1.0
-    scaled = []
-    for channel, (sky, _) in zip(channels, levels):
-        gain = mean_sky / sky if sky > 0 else 1.0
-        scaled.append((channel.astype(np.float32) - np.float32(sky)) * np.float32(gain))
-    noise = float(np.mean([noise * (mean_sky / sky if sky > 0 else 1.0)
-                           for (sky, noise) in levels]))
+    gains = [mean_sky / sky if sky > 0 else 1.0 for sky, _ in levels]
+
+    def sky_subtracted(pixels, scale, sky, gain):
+        return (values(pixels, scale).astype(np.float32) - np.float32(sky)) * np.float32(gain)
+
+    noise = float(np.mean([noise * gain for (_, noise), gain in zip(levels, gains)]))
     black = -2.0 * noise
-    sample = np.concatenate([plane[::sample_step, ::sample_step].ravel() for plane in scaled])
+    sample = np.concatenate([sky_subtracted(pixels, scale, sky, gain).ravel()
+                             for pixels, scale, (sky, _), gain
+                             in zip(samples, scales, levels, gains)])
     white = float(np.nanpercentile(sample, 99.95))
     if white <= black + 10 * noise:
         white = black + 10 * noise
-    stretch = AsinhStretch(a=0.02)
-    result = np.empty((*scaled[0].shape, len(scaled)), dtype=np.uint8)
-    for index, plane in enumerate(scaled):
-        plane -= np.float32(black)
-        plane *= np.float32(1.0 / (white - black))
-        np.nan_to_num(plane, copy=False, nan=0.0)
-        np.clip(plane, 0.0, 1.0, out=plane)
-        values = stretch(plane, clip=False, out=plane)
-        values *= np.float32(255.0)
-        result[..., index] = values + np.float32(0.5)
+    result = np.empty((*channels[0].shape, len(channels)), dtype=np.uint8)
+    for index, (channel, scale, (sky, _), gain) in enumerate(zip(channels, scales, levels, gains)):
+        top = _table_size(channel)
+        if top is None:
+            plane = sky_subtracted(channel, scale, sky, gain)
+            result[..., index] = _stretched(plane, black, white)
+        else:
+            table = _stretched(sky_subtracted(np.arange(top, dtype=np.uint32), scale, sky, gain),
+                               black, white)
+            np.take(table, channel, out=result[..., index], mode='clip')
     return result
+
+
+def _table_size(channel):
+    """The number of levels of an integer channel (0 up to its largest), None if too many."""
+    import numpy as np
+
+    if channel.dtype.kind not in 'ui' or channel.size == 0:
+        return None
+    if channel.dtype.kind == 'u' and channel.dtype.itemsize <= 2:
+        return 1 << (8 * channel.dtype.itemsize)
+    low, high = int(channel.min()), int(channel.max())
+    return high + 1 if low >= 0 and high < _MAX_TABLE else None
+
+
+def _stretched(plane, black: float, white: float):
+    """The uint8 picture of sky-subtracted float32 values, ``plane`` used up as scratch space."""
+    import numpy as np
+    from astropy.visualization import AsinhStretch
+
+    plane -= np.float32(black)
+    plane *= np.float32(1.0 / (white - black))
+    np.nan_to_num(plane, copy=False, nan=0.0)
+    np.clip(plane, 0.0, 1.0, out=plane)
+    values = AsinhStretch(a=0.02)(plane, clip=False, out=plane)
+    values *= np.float32(255.0)
+    values += np.float32(0.5)
+    return values.astype(np.uint8)
 
 
 def _colour_picture(data):
@@ -252,9 +297,13 @@ def _colour_picture(data):
     rows, cols = data.shape[0] // 2 * 2, data.shape[1] // 2 * 2
     planes = colour_planes(data[:rows, :cols])
     red, blue = planes['R'], planes['B']
-    green = (planes['G2'].astype(np.float32) + planes['G1']) * np.float32(0.5)
+    if data.dtype.kind == 'u' and data.dtype.itemsize <= 2:
+        # Green is the mean of the two greens: their sum (exact) halved, one table for it.
+        green, green_scale = np.add(planes['G2'], planes['G1'], dtype=np.uint32), 0.5
+    else:
+        green, green_scale = (planes['G2'].astype(np.float32) + planes['G1']) * np.float32(0.5), 1
     # Row 0 of the array is the bottom of the sky picture (FITS convention).
-    return _stretch([red, green, blue], _sample_step(red.shape))[::-1]
+    return _stretch([red, green, blue], _sample_step(red.shape), (1, green_scale, 1))[::-1]
 
 
 def _grey_picture(data):
