@@ -14,7 +14,8 @@ import pytest
 
 from conftest import require_program
 from cr2_maker import cr2_bytes, sky_frame, write_cr2
-from panoptes_cli.images.pipeline import PipelineOptions, frame_for, pending_steps, read_journal
+from panoptes_cli.images.pipeline import (
+    PipelineOptions, frame_for, pending_steps, process_frame, read_journal)
 from panoptes_cli.images.watch import FrameWatcher
 
 pytest.importorskip('imagecodecs', reason='cr2_maker needs imagecodecs (the test extra)')
@@ -167,6 +168,21 @@ def test_once_runs_every_step_and_a_bad_frame_does_not_block(cli, shared_data, t
     # A second run has nothing to do: failures are journalled, not retried.
     again = cli('image', 'watch', '--once', '--config', backend, night)
     assert again.exit_code == 0 and again.stdout == ''
+
+
+def test_a_step_done_but_not_journalled_is_journalled_not_redone(tmp_path):
+    frame = frame_for(_cr2(tmp_path / '20160909T081000.cr2'))
+    options = PipelineOptions(steps=('convert', 'pack', 'pretty'))
+    assert [event['step'] for event in process_frame(frame, options)] == [
+        'convert', 'pack', 'pretty']
+    journal = read_journal(frame)
+    del journal['pretty']  # as a kill -9 between the JPG's rename and its journal entry leaves it
+    frame.journal.write_text(json.dumps(journal))
+    made = frame.jpg.stat().st_mtime_ns
+    assert pending_steps(frame, options) == ['pretty']
+    assert process_frame(frame, options) == []
+    assert read_journal(frame)['pretty'] == {'output': str(frame.jpg)}
+    assert frame.jpg.stat().st_mtime_ns == made and pending_steps(frame, options) == []
 
 
 @pytest.mark.slow

@@ -24,7 +24,9 @@ journal, the hidden ``.S.pipeline.json`` beside the outputs, which records each
 step's result (and the record's id). A step that failed is journalled and not
 tried again (delete the journal to retry); the other steps still run, unless
 they need what it should have made. A restart, even after ``kill -9``, so
-never redoes a finished step and never skips an unfinished one.
+never redoes a finished step and never skips an unfinished one; a step whose
+output was made just before a kill that left it out of the journal is
+journalled then, without an event, and not redone.
 """
 
 from __future__ import annotations
@@ -178,11 +180,23 @@ def step_state(frame: Frame, step: str, journal: dict) -> str:
     return 'done' if done else 'todo'
 
 
+def finished_output(frame: Frame, step: str, journal: dict) -> Path | None:
+    """Return the output of a step done but not journalled (killed in between), else None."""
+    if step in journal or step == 'record' or step_state(frame, step, journal) != 'done':
+        return None
+    if step == 'convert':
+        return _fits_on_disk(frame) if frame.is_raw else None
+    if step == 'solve':
+        return _fits_on_disk(frame)
+    return frame.packed if step == 'pack' else frame.jpg
+
+
 def pending_steps(frame: Frame, options: PipelineOptions) -> list[str]:
-    """Return the steps (and 'record') still to do for this frame."""
+    """Return the steps (and 'record') still to do for this frame, or still to journal."""
     journal = read_journal(frame)
     steps = list(options.steps) + (['record'] if options.record else [])
-    return [step for step in steps if step_state(frame, step, journal) == 'todo']
+    return [step for step in steps if step_state(frame, step, journal) == 'todo'
+            or finished_output(frame, step, journal) is not None]
 
 
 class _Work:
@@ -364,6 +378,11 @@ def _run_steps(frame: Frame, options: PipelineOptions, emit) -> list[dict]:
     work = _Work(frame, options)
     events = []
     for step in pending_steps(frame, options):
+        finished = finished_output(frame, step, work.journal)
+        if finished is not None:
+            # Its output was made before a kill that came before its journal entry.
+            work.note(step, {'output': os.fspath(finished)})
+            continue
         started = time.perf_counter()
         event = {'filename': os.fspath(frame.source), 'step': step}
         needed = _NEEDS.get(step)
