@@ -375,7 +375,8 @@ class _KeptExifReader:
         try:
             out, err, status = self.tool.receive(timeout)
         except Timeout:
-            raise Timeout(f'{self.fname}: reading EXIF: exiftool took more than {timeout} s')
+            why = f'{self.fname}: reading EXIF: exiftool took more than {timeout} s'
+            raise Timeout(why) from None
         except OSError as exc:
             raise InvalidSystemCommand(f'{self.fname}: reading EXIF: {exc}') from None
         return _parse_exif(self.fname, out, err, status)
