@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import require_program
+from conftest import python_output, require_program
 from cr2_maker import cr2_bytes, sky_frame, write_cr2
 from panoptes_cli.images.pipeline import (
     PipelineOptions, frame_for, pending_steps, process_frame, read_journal)
@@ -183,6 +183,24 @@ def test_a_step_done_but_not_journalled_is_journalled_not_redone(tmp_path):
     assert process_frame(frame, options) == []
     assert read_journal(frame)['pretty'] == {'output': str(frame.jpg)}
     assert frame.jpg.stat().st_mtime_ns == made and pending_steps(frame, options) == []
+
+
+@pytest.mark.parametrize('reuse', [True, False])
+def test_a_worker_reuses_the_memory_of_one_frame_for_the_next(reuse):
+    faults = int(python_output(f"""
+import resource
+import numpy as np
+from panoptes_cli.images.pipeline import reuse_freed_memory
+if {reuse}:
+    reuse_freed_memory()
+np.ones(20_000_000, np.uint16)  # a first frame's array (40 MB), freed
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    np.ones(20_000_000, np.uint16)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""))
+    # Kept on the heap, the memory is not faulted in again (fresh mappings are, every time).
+    assert faults < 50 if reuse else faults > 50
 
 
 @pytest.mark.slow

@@ -216,17 +216,17 @@ class _Work:
         if self.frame.is_raw and _fits_on_disk(self.frame) is None:
             import warnings
 
-            with warnings.catch_warnings():
-                # rawpy warns about OpenMP in forked workers; that risk (a deadlock) exists
-                # only if OpenMP ran in the parent before the fork, and the parent never decodes.
-                warnings.simplefilter('ignore', RuntimeWarning)
-                with contextlib.suppress(ImportError):
-                    import rawpy  # noqa: F401
             from panoptes_cli.images.cr2 import exif_headers, read_cr2, start_read_exif
 
             exif = start_read_exif(self.frame.source, keep_exiftool=True)
             try:
-                self.data = read_cr2(self.frame.source, decoder=self.options.decoder)
+                with warnings.catch_warnings():
+                    # rawpy warns about OpenMP in forked workers (at the first decode); that
+                    # risk (a deadlock) exists only if OpenMP ran in the parent before the fork,
+                    # and the parent never decodes.
+                    warnings.filterwarnings('ignore', 'rawpy is being used in a process created',
+                                            RuntimeWarning)
+                    self.data = read_cr2(self.frame.source, decoder=self.options.decoder)
             except BaseException:
                 exif.cancel()
                 raise
@@ -339,6 +339,27 @@ _RUNNERS = {'convert': _convert, 'solve': _solve, 'pack': _pack, 'pretty': _pret
             'record': _record}
 # What each step needs done first (a failed convert leaves nothing to solve, pack or show).
 _NEEDS = {'solve': 'convert', 'pack': 'convert', 'pretty': 'convert'}
+
+
+def reuse_freed_memory() -> None:
+    """Make this process keep the memory of one frame's arrays for the next (glibc malloc).
+
+    A full frame's arrays (tens of MB each) are otherwise mapped afresh and
+    handed back to the system every time, and every page of them faults in
+    again: about 0.1 s of CPU a frame. Taken from the heap and left there when
+    freed, the same memory serves frame after frame; the process keeps its
+    peak size meanwhile. For processes that do nothing but frames (the
+    watch's); without glibc nothing changes.
+    """
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 1 << 30)  # big arrays from the heap, not mapped one by one
+    mallopt(m_trim_threshold, (1 << 31) - 1)  # and the heap not shrunk when they are freed
 
 
 def process_frame(frame: Frame, options: PipelineOptions, emit=None) -> list[dict]:

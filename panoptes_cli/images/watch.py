@@ -22,7 +22,8 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from panoptes_cli.images.pipeline import PipelineOptions, frame_for, pending_steps, process_frame
+from panoptes_cli.images.pipeline import (
+    PipelineOptions, frame_for, pending_steps, process_frame, reuse_freed_memory)
 
 PathLike = str | os.PathLike
 
@@ -136,11 +137,13 @@ def _frames(watcher: FrameWatcher, options: PipelineOptions, stop: threading.Eve
 
 def _become_worker() -> None:
     """Leave stopping to the watch: a terminal's Ctrl-C reaches every process of the
-    group, and the frames in hand must finish. SIGTERM sent to a worker itself ends it."""
+    group, and the frames in hand must finish. SIGTERM sent to a worker itself ends it.
+    A worker does nothing but frames: it keeps their memory from one to the next."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    reuse_freed_memory()
 
 
 def watch(directories: Iterable[PathLike], options: PipelineOptions, jobs: int = 1,
@@ -166,6 +169,8 @@ def watch(directories: Iterable[PathLike], options: PipelineOptions, jobs: int =
             from panoptes_cli.runner import make_runner
 
             runner = make_runner(jobs, initializer=_become_worker)
+            if jobs == 1:  # frames run in this process
+                reuse_freed_memory()
         work = functools.partial(process_frame, options=options)
         for outcome in runner.map_unordered(work, _frames(watcher, options, stop, once, tick)):
             if outcome.error is not None:
