@@ -132,6 +132,14 @@ def test_a_cancelled_read_does_not_shift_the_answers(data_copy):
     assert cr2.start_read_exif(path, keep_exiftool=True).result()['ISO'] == 100
 
 
+def test_reads_started_together_in_one_thread_each_get_their_own_answer(data_copy):
+    synthetic, camera = data_copy(SYNTHETIC), data_copy(METADATA_ONLY)
+    first = cr2.start_read_exif(synthetic, keep_exiftool=True)
+    second = cr2.start_read_exif(camera, keep_exiftool=True)
+    assert first.result()['Model'] == 'Canon EOS 100D'
+    assert second.result()['Model'] == 'Canon EOS 350D DIGITAL'
+
+
 def test_one_exiftool_per_thread_ended_with_its_thread(data_copy):
     path = os.fspath(data_copy(SYNTHETIC))
     tools = {}

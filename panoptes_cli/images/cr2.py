@@ -369,10 +369,14 @@ class _KeptExifReader:
 
         self.fname = fname
         self.tool = kept_exiftool(exiftool)
-        self.tool.send(['-j', _exiftool_name(fname)])
+        self.arguments = ['-j', _exiftool_name(fname)]
+        self.number = self.tool.send(self.arguments)
 
     def result(self, timeout: float | None = 60) -> dict:
         try:
+            if self.tool.waiting != self.number:
+                # Another read in this thread was sent since, and this answer dropped.
+                self.number = self.tool.send(self.arguments)
             out, err, status = self.tool.receive(timeout)
         except Timeout:
             why = f'{self.fname}: reading EXIF: exiftool took more than {timeout} s'

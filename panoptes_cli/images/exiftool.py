@@ -106,8 +106,17 @@ class KeptExifTool:
         for stream in (self.process.stdout, self.process.stderr):
             os.set_blocking(stream.fileno(), False)
 
-    def send(self, arguments: Sequence[str]) -> None:
-        """Send one command (``exiftool ARGUMENTS...``); :meth:`receive` gets its answer."""
+    @property
+    def waiting(self) -> int | None:
+        """The number of the command whose answer :meth:`receive` would return, if any."""
+        return self._waiting
+
+    def send(self, arguments: Sequence[str]) -> int:
+        """Send one command (``exiftool ARGUMENTS...``); :meth:`receive` gets its answer.
+
+        Returns the command's number. An answer not collected before the next
+        command is dropped.
+        """
         if self._waiting is not None:
             # An answer nobody collected (a cancelled read): drop it to stay in step.
             with contextlib.suppress(Timeout, OSError):
@@ -129,7 +138,7 @@ class KeptExifTool:
                     raise
                 continue  # it died since the last command: start another
             self._waiting = self._number
-            return
+            return self._number
 
     def receive(self, timeout: float | None = 60) -> tuple[bytes, bytes, int]:
         """Return the answer to the command sent: (stdout, stderr, exit status).
