@@ -12,7 +12,7 @@ one ``exiftool ARGS...`` run on its own would give.
 Lifetime: exiftool keeps polling its argument pipe after the end of input,
 so it is tied to the thread that started it instead: the kernel kills it
 when that thread ends, normally or by a ``kill -9`` of its process
-(``PR_SET_PDEATHSIG``). It runs in a process group of its own, so a Ctrl-C
+(``PR_SET_PDEATHSIG``, on Linux). It runs in a process group of its own, so a Ctrl-C
 at the terminal, which a watch's workers ignore to finish their frames,
 does not stop it halfway either. One that died, or did not answer in time
 (it is then killed), is replaced at the next request.
@@ -45,10 +45,16 @@ from panoptes_cli.error import Timeout
 
 
 def _die_with_parent(parent: int):
-    """The function run in the child before exec: SIGKILL it when its parent thread ends."""
+    """The function run in the child before exec: SIGKILL it when its parent thread ends.
+
+    None where the kernel has no parent-death signal (not Linux).
+    """
     import ctypes
 
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
     pr_set_pdeathsig = 1
 
     def in_child():
