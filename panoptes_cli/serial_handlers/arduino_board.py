@@ -38,31 +38,47 @@ REPORT_INTERVAL = 2.0
 DEFAULT_CHUNK_SIZE = 20
 BOARDS = ('telemetry', 'camera', 'json_object')
 
-_TELEMETRY_REPORT = {
-    'name': 'telemetry_board',
-    'ver': '2017-09-23',
-    'power': {'computer': 1, 'fan': 1, 'mount': 1, 'cameras': 1, 'weather': 1, 'main': 1},
-    'current': {'main': 387, 'fan': 28, 'mount': 34, 'cameras': 27},
-    'amps': {'main': 1.94, 'fan': 0.14, 'mount': 0.17, 'cameras': 0.14},
-    'humidity': 42.6,
-    'temperature': [13.01, 12.81, 19.75],
-    'temp_00': 15.5,
-}
-_CAMERA_REPORT = {
-    'name': 'camera_board',
-    'inputs': 6,
-    'camera_00': 1,
-    'camera_01': 1,
-    'accelerometer': {'x': -7.02, 'y': 6.95, 'z': 1.7, 'o': 6},
-    'humidity': 59.6,
-    'temperature': [13.01, 12.81, 19.75],
-    'temp_00': 12.5,
-}
 # Current sensor readings (ADC counts) of the loads when powered, and what
 # the computer and weather station add to the main line's reading.
 _NOMINAL_CURRENT = {'fan': 28, 'mount': 34, 'cameras': 27}
 _OTHER_LOADS = {'computer': 230, 'weather': 68}
 _AMPS_PER_COUNT = 0.005
+_RELAYS = {'telemetry': ('computer', 'fan', 'mount', 'cameras', 'weather', 'main'),
+           'camera': ('camera_00', 'camera_01')}
+
+
+def _currents(power: dict, vary=lambda: 1.0) -> dict:
+    """The ADC counts each load draws with these relays; ``main`` counts the whole line."""
+    mains = power.get('main', 1)
+    loads = {name: round(counts * vary()) if power.get(name) and mains else 0
+             for name, counts in _NOMINAL_CURRENT.items()}
+    others = sum(counts for name, counts in _OTHER_LOADS.items() if power.get(name))
+    return {'main': sum(loads.values()) + others if mains else 0, **loads}
+
+
+def _amps(currents: dict) -> dict:
+    return {name: round(counts * _AMPS_PER_COUNT, 2) for name, counts in currents.items()}
+
+
+def _enclosure(temp_00: float) -> dict:
+    """What a board's own sensors read at the start: a cool, dry night in the enclosure."""
+    return {'humidity': 48.5, 'temperature': [11.4, 11.1, 17.6], 'temp_00': temp_00}
+
+
+def _telemetry_report() -> dict:
+    """The telemetry board's first report: every relay on (fields in the sketch's order)."""
+    power = dict.fromkeys(_RELAYS['telemetry'], 1)
+    currents = _currents(power)
+    return {'name': 'telemetry_board', 'ver': '2017-09-23', 'power': power,
+            'current': currents, 'amps': _amps(currents), **_enclosure(14.0)}
+
+
+def _camera_report() -> dict:
+    """The camera board's first report: both cameras on, the mount still (fields in order)."""
+    return {'name': 'camera_board', 'inputs': 6, **dict.fromkeys(_RELAYS['camera'], 1),
+            'accelerometer': {'x': -6.8, 'y': 7.1, 'z': 1.4, 'o': 6}, **_enclosure(11.0)}
+
+
 _ON_WORDS = {'1': 1, 'on': 1, '0': 0, 'off': 0}
 
 
@@ -81,10 +97,10 @@ def board_message(board: str) -> dict:
     Raises:
         ValueError: If the board is not one of :data:`BOARDS`.
     """
-    templates = {'telemetry': _TELEMETRY_REPORT, 'camera': _CAMERA_REPORT, 'json_object': {}}
-    if board not in templates:
+    reports = {'telemetry': _telemetry_report, 'camera': _camera_report, 'json_object': dict}
+    if board not in reports:
         raise ValueError(f'unknown board {board!r}: use one of {", ".join(BOARDS)}')
-    return copy.deepcopy(templates[board])
+    return reports[board]()
 
 
 class ArduinoSimulator:
@@ -276,10 +292,6 @@ class ArduinoSimulator:
             message['temp_00'] = round(message['temp_00'] + jitter(-0.05, 0.05), 2)
         power = message.get('power')
         if isinstance(power, dict) and isinstance(message.get('current'), dict):
-            mains = power.get('main', 1)
-            current = {name: round(counts * (1 + jitter(-0.05, 0.05))) if power.get(name) and mains else 0
-                       for name, counts in _NOMINAL_CURRENT.items()}
-            others = sum(counts for name, counts in _OTHER_LOADS.items() if power.get(name))
-            current = {'main': sum(current.values()) + others if mains else 0, **current}
+            current = _currents(power, vary=lambda: 1 + jitter(-0.05, 0.05))
             message['current'] = current
-            message['amps'] = {name: round(counts * _AMPS_PER_COUNT, 2) for name, counts in current.items()}
+            message['amps'] = _amps(current)
