@@ -102,22 +102,24 @@ def stream_file(tmp_path_factory):
     return path
 
 
-@pytest.mark.benchmark(group='db-cli-insert')
-def test_cli_insert_100k_sqlite(benchmark, stream_file, isolated_env):
+def _time_cli_insert(benchmark, stream_file, rounds: int, env=None) -> None:
+    """Time `panoptes db insert` of the stream file into a new database each round."""
     panoptes = ours_bin('panoptes')
-    rounds = itertools.count()
-
-    def setup():
-        return (f'bench{next(rounds)}',), {}
+    names = (f'insert_bench_{n}' for n in itertools.count())
 
     def insert(db_name):
         with open(stream_file, 'rb') as stdin:
             result = subprocess.run([panoptes, 'db', 'insert', 'weather', '--db-name', db_name],
-                                    stdin=stdin, stdout=subprocess.PIPE, check=True)
+                                    stdin=stdin, stdout=subprocess.PIPE, env=env, check=True)
         assert result.stdout.count(b'\n') == STREAM_LINES
 
-    benchmark.pedantic(insert, setup=setup, rounds=5)
+    benchmark.pedantic(insert, setup=lambda: ((next(names),), {}), rounds=rounds)
     rate(benchmark, STREAM_LINES)
+
+
+@pytest.mark.benchmark(group='db-cli-insert')
+def test_cli_insert_100k_sqlite(benchmark, stream_file, isolated_env):
+    _time_cli_insert(benchmark, stream_file, rounds=5)
 
 
 # Find one id among a million, sqlite.
@@ -305,21 +307,8 @@ def test_cli_insert_100k_postgres(benchmark, stream_file, postgres_url):
     """`panoptes db insert` of the same 100k lines into PostgreSQL (beside sqlite's)."""
     import os
 
-    panoptes = ours_bin('panoptes')
     env = dict(os.environ, PANOPTES_DB_TYPE='postgres', PANOPTES_DB_URL=postgres_url)
-    rounds = itertools.count()
-
-    def setup():
-        return (f'insert_bench_{next(rounds)}',), {}
-
-    def insert(db_name):
-        with open(stream_file, 'rb') as stdin:
-            result = subprocess.run([panoptes, 'db', 'insert', 'weather', '--db-name', db_name],
-                                    stdin=stdin, stdout=subprocess.PIPE, env=env, check=True)
-        assert result.stdout.count(b'\n') == STREAM_LINES
-
-    benchmark.pedantic(insert, setup=setup, rounds=3)
-    rate(benchmark, STREAM_LINES)
+    _time_cli_insert(benchmark, stream_file, rounds=3, env=env)
 
 
 # Issue 13: queries answered by the store, at 10k, 100k and 1M records.
