@@ -180,10 +180,8 @@ def step_state(frame: Frame, step: str, journal: dict) -> str:
     return 'done' if done else 'todo'
 
 
-def finished_output(frame: Frame, step: str, journal: dict) -> Path | None:
-    """Return the output of a step done but not journalled (killed in between), else None."""
-    if step in journal or step == 'record' or step_state(frame, step, journal) != 'done':
-        return None
+def _made_output(frame: Frame, step: str) -> Path | None:
+    """The output a finished step left on disk (None for converting a FITS frame)."""
     if step == 'convert':
         return _fits_on_disk(frame) if frame.is_raw else None
     if step == 'solve':
@@ -191,12 +189,25 @@ def finished_output(frame: Frame, step: str, journal: dict) -> Path | None:
     return frame.packed if step == 'pack' else frame.jpg
 
 
+def _steps_left(frame: Frame, options: PipelineOptions,
+                journal: dict) -> list[tuple[str, Path | None]]:
+    """The steps to run (with None), and those to journal only (with the output a kill
+    left unjournalled: made, then killed before its journal entry)."""
+    left = []
+    for step in list(options.steps) + (['record'] if options.record else []):
+        state = step_state(frame, step, journal)
+        if state == 'todo':
+            left.append((step, None))
+        elif state == 'done' and step not in journal:
+            output = _made_output(frame, step)
+            if output is not None:
+                left.append((step, output))
+    return left
+
+
 def pending_steps(frame: Frame, options: PipelineOptions) -> list[str]:
     """Return the steps (and 'record') still to do for this frame, or still to journal."""
-    journal = read_journal(frame)
-    steps = list(options.steps) + (['record'] if options.record else [])
-    return [step for step in steps if step_state(frame, step, journal) == 'todo'
-            or finished_output(frame, step, journal) is not None]
+    return [step for step, _ in _steps_left(frame, options, read_journal(frame))]
 
 
 class _Work:
@@ -398,8 +409,7 @@ def _frame_lock(frame: Frame):
 def _run_steps(frame: Frame, options: PipelineOptions, emit) -> list[dict]:
     work = _Work(frame, options)
     events = []
-    for step in pending_steps(frame, options):
-        finished = finished_output(frame, step, work.journal)
+    for step, finished in _steps_left(frame, options, work.journal):
         if finished is not None:
             # Its output was made before a kill that came before its journal entry.
             work.note(step, {'output': os.fspath(finished)})
