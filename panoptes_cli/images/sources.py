@@ -40,9 +40,6 @@ PathLike = str | os.PathLike
 
 # astrometry.net's significance cut for a line of sources.
 LINE_CUT = 100.0
-# Header keywords describing the file, not the image: left out of the list's header.
-_STRUCTURAL = {'SIMPLE', 'BITPIX', 'NAXIS', 'NAXIS1', 'NAXIS2', 'NAXIS3', 'EXTEND', 'BSCALE',
-               'BZERO', 'BLANK', 'PCOUNT', 'GCOUNT', 'CHECKSUM', 'DATASUM', 'END', ''}
 
 
 def on_lines(values: np.ndarray, cut: float = LINE_CUT) -> np.ndarray:
@@ -119,12 +116,12 @@ def brightness_order(flux: np.ndarray, background: np.ndarray, workdir: PathLike
                            array=flux + np.asarray(background, dtype=float))]
     fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(columns)]).writeto(
         table, overwrite=True)
+    tabsort, budget = find_program('tabsort'), budget or _Budget(table)
     orders = []
     for column in ('FLUX', 'TOTAL'):
         by_column = workdir / f'by-{column.lower()}.fits'
-        (budget or _Budget(table)).run(
-            [find_program('tabsort'), '-d', column, os.fspath(table), os.fspath(by_column)],
-            by_column, 'sorting the stars')
+        budget.run([tabsort, '-d', column, os.fspath(table), os.fspath(by_column)], by_column,
+                   'sorting the stars')
         with fits.open(by_column) as hdul:
             orders.append(np.asarray(hdul[1].data['INDEX']).tolist())
         by_column.unlink()
@@ -205,11 +202,11 @@ def source_list(image: PathLike, target: PathLike, downsample: int = 1, *,
     if cells > 0:
         order = spread_order(columns['X'], columns['Y'], cells)
         columns = {name: values[order] for name, values in columns.items()}
-    primary = fits.PrimaryHDU()
-    with fits.open(image) as hdul:
-        for card in hdul[0].header.cards:
-            if card.keyword not in _STRUCTURAL:
-                primary.header.append(card)
+    # The image's own keywords, without those describing its data (and its checksums).
+    header = fits.getheader(image).copy(strip=True)
+    for keyword in ('CHECKSUM', 'DATASUM'):
+        header.remove(keyword, ignore_missing=True)
+    primary = fits.PrimaryHDU(header=header)
     units = {'X': 'pix', 'Y': 'pix', 'FLUX': 'unknown', 'BACKGROUND': 'unknown'}
     stars = fits.BinTableHDU.from_columns(
         [fits.Column(name=name, format='E', unit=units[name], array=values)
