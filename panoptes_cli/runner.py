@@ -84,27 +84,44 @@ def _picklable(exc: BaseException) -> BaseException:
 
 
 class LocalRunner:
-    """A pool of ``jobs`` processes on this machine; ``jobs=1`` runs in this process."""
+    """A pool of ``jobs`` processes on this machine; ``jobs=1`` runs in this process.
 
-    def __init__(self, jobs: int, initializer: Callable[[], None] | None = None):
+    With ``threads``, a pool of ``jobs`` threads instead (even for one job), for
+    work that waits on programs of its own: ``function`` need not be picklable
+    then. Threads cannot be stopped from outside, so when the iteration ends
+    (closed early, or Ctrl-C) ``cancel`` is called to end the items running,
+    and the runner waits for them.
+    """
+
+    def __init__(self, jobs: int, initializer: Callable[[], None] | None = None,
+                 threads: bool = False, cancel: Callable[[], None] | None = None):
         self.jobs = jobs
         self.initializer = initializer
+        self.threads = threads
+        self.cancel = cancel
 
     def map_unordered(self, function: Callable, items: Iterable) -> Iterator[Outcome]:
-        if self.jobs == 1:
+        if self.jobs == 1 and not self.threads:
             for item in items:
                 yield _call(function, item)
             return
         yield from self._pooled(function, items)
 
-    def _pooled(self, function, items):
+    def _pool(self):
+        if self.threads:
+            from concurrent.futures import ThreadPoolExecutor
+
+            return ThreadPoolExecutor(self.jobs, thread_name_prefix='runner')
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         # fork: workers start at once with what this process has imported already.
-        pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context('fork'),
+        return ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context('fork'),
                                    initializer=_start_worker,
                                    initargs=(os.getpid(), self.initializer))
+
+    def _pooled(self, function, items):
+        pool = self._pool()
         # Start the workers now, from this thread, before the feeder thread exists.
         pool.submit(int).result()
         done: queue.Queue = queue.Queue()
@@ -125,7 +142,9 @@ class LocalRunner:
                 yield message.result()
         finally:
             stop.set()
-            pool.shutdown(wait=False, cancel_futures=True)
+            if self.cancel is not None:
+                self.cancel()
+            pool.shutdown(wait=self.threads, cancel_futures=True)
             with contextlib.suppress(ValueError):
                 slots.release()  # unblock a feeder waiting for a slot
 

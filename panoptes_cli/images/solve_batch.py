@@ -11,11 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import queue
-import threading
 import time
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from panoptes_cli.error import PanError
 from panoptes_cli.images._fits_io import PathLike
@@ -66,9 +63,7 @@ def solve_fields(fnames: Iterable[PathLike], jobs: int | None = None,
     Yields:
         One result dict per image, in the order they finish.
     """
-    # Here, not at the top: fits.py re-exports this module, and ``fits header`` would
-    # pay the 20 ms concurrent.futures takes to import.
-    from concurrent.futures import ThreadPoolExecutor
+    from panoptes_cli.runner import LocalRunner
 
     if options is None:
         options = SolveOptions.from_kwargs(**kwargs)
@@ -88,46 +83,15 @@ def solve_fields(fnames: Iterable[PathLike], jobs: int | None = None,
             return failure(os.fspath(fname), PanError(f'{fname}: cancelled'), 0.0)
         return solve(fname)
 
-    executor = ThreadPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1),
-                                  thread_name_prefix='solve')
-    # Names may come from a pipe: each is solved as it arrives, each result yielded as it
-    # is ready, while a thread goes on reading (and submitting) the next names.
-    finished: queue.Queue = queue.Queue()
-    threading.Thread(target=_submit_each, args=(executor, solve_one, fnames, finished),
-                     daemon=True, name='solve-submit').start()
-    try:
-        done, total = 0, None
-        while total is None or done < total:
-            message = finished.get()
-            if isinstance(message, _AllSubmitted):
-                total = message.count
-            elif isinstance(message, BaseException):
-                raise message
-            else:
-                done += 1
-                yield message.result()
-    finally:
-        batch.cancel()
-        executor.shutdown(wait=True, cancel_futures=True)
-
-
-class _AllSubmitted(NamedTuple):
-    """Every name was read and submitted: this many results will come."""
-
-    count: int
-
-
-def _submit_each(executor, solve_one, fnames: Iterable[PathLike], finished: queue.Queue) -> None:
-    """Submit a solve for each name as it is read; each finished future goes to ``finished``."""
-    count = 0
-    try:
-        for fname in fnames:
-            executor.submit(solve_one, fname).add_done_callback(finished.put)
-            count += 1
-    except BaseException as exc:  # noqa: BLE001 - reading names failed: the consumer raises it
-        finished.put(exc)
-        return
-    finished.put(_AllSubmitted(count))
+    # Threads: the work is solve-field's, in processes that cancelling the batch stops.
+    # Names may come from a pipe: each is solved as it arrives, each result yielded as
+    # it is ready.
+    runner = LocalRunner(max(1, jobs or os.cpu_count() or 1), threads=True, cancel=batch.cancel)
+    with contextlib.closing(runner.map_unordered(solve_one, fnames)) as outcomes:
+        for outcome in outcomes:
+            if outcome.error is not None:
+                raise outcome.error
+            yield outcome.value
 
 
 def _solve_on_cluster(fnames: Iterable[PathLike], scheduler: str, solve):
