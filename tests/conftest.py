@@ -216,10 +216,13 @@ class DaskCluster:
         import sys
 
         log = open(self.tmp_path / f'dask-{len(list(self.tmp_path.glob("dask-*")))}.log', 'wb')
+        # Temporary files of the tasks stay here: a worker killed mid-task leaves them behind.
+        scratch = self.tmp_path / 'tmp'
+        scratch.mkdir(exist_ok=True)
         with log:
             return subprocess.Popen([sys.executable, '-m', module, *args], stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=dict(os.environ, **(env or {})))
+                                    env=dict(os.environ, TMPDIR=str(scratch), **(env or {})))
 
     def add_worker(self, env=None) -> subprocess.Popen:
         """Start one single-threaded worker process and wait until the scheduler has it."""

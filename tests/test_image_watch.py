@@ -29,6 +29,14 @@ def tools():
         require_program(program)
 
 
+@pytest.fixture(autouse=True)
+def private_tmpdir(tmp_path, monkeypatch):
+    """Temporary files of the watches started here, which tests kill mid-frame, stay in tmp_path."""
+    scratch = tmp_path / 'tmp'
+    scratch.mkdir()
+    monkeypatch.setenv('TMPDIR', str(scratch))
+
+
 @pytest.fixture
 def backend(shared_data, tmp_path):
     config = tmp_path / 'backend.cfg'
