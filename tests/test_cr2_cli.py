@@ -140,3 +140,13 @@ def test_progress_bar_on_a_terminal_only(data_copy, run_with_terminal_stderr):
     assert status == 0
     assert len(stdout.splitlines()) == 3
     assert b'Converting' in terminal
+
+
+def test_truncated_cr2_is_one_error_line(run_panoptes, shared_data, tmp_path):
+    """LibRaw prints why it stopped on the process's stderr: that goes into the one Error line."""
+    truncated = tmp_path / 'truncated.cr2'
+    truncated.write_bytes((shared_data / 'cr2' / 'synthetic.cr2').read_bytes()[:60000])
+    result = run_panoptes('cr2', 'convert', truncated)
+    assert result.returncode == 1
+    assert result.stderr.count('\n') == 1, result.stderr
+    assert result.stderr.startswith(f'Error: {truncated}: cannot decode: LibRaw: ')

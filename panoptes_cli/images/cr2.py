@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
@@ -159,20 +160,58 @@ def _has_program(name: str) -> bool:
     return shutil.which(name) is not None
 
 
+# LibRaw prints its read errors on file descriptor 2, which a process's threads share.
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _stderr_collected():
+    """Collect what C code writes on file descriptor 2 meanwhile; yields a list that gets it.
+
+    One capture at a time per process (decoding threads take turns): the
+    descriptor is the process's.
+    """
+    import sys
+    import tempfile
+
+    with _STDERR_LOCK, tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        printed: list[str] = []
+        try:
+            yield printed
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            printed.append(capture.read().decode(errors='replace'))
+
+
 def _decode_with_rawpy(path: Path) -> np.ndarray:
     import rawpy
 
     logger.debug(f'Decoding {path} with LibRaw (rawpy)')
-    try:
-        with rawpy.imread(os.fspath(path)) as raw:
-            # The one copy out of LibRaw's buffer (freed on close) is made bottom row first;
-            # the top-first view of it handed on, bottom_row_first turns back without a copy.
-            return np.ascontiguousarray(raw.raw_image_visible[::-1])[::-1]
-    except rawpy.LibRawError as exc:
-        reason = exc.args[0] if exc.args else type(exc).__name__
-        if isinstance(reason, bytes):
-            reason = reason.decode(errors='replace')
-        raise UndecodableRaw(str(reason)) from None
+    failure = None
+    with _stderr_collected() as printed:
+        try:
+            with rawpy.imread(os.fspath(path)) as raw:
+                # The one copy out of LibRaw's buffer (freed on close) is made bottom row first;
+                # the top-first view of it handed on, bottom_row_first turns back without a copy.
+                data = np.ascontiguousarray(raw.raw_image_visible[::-1])[::-1]
+        except rawpy.LibRawError as exc:
+            failure = exc
+    text = printed[0].strip()
+    if failure is None:
+        if text:
+            os.write(2, printed[0].encode())  # warnings about a frame that decoded: as printed
+        return data
+    reason = failure.args[0] if failure.args else type(failure).__name__
+    if isinstance(reason, bytes):
+        reason = reason.decode(errors='replace')
+    # What LibRaw printed (``PATH: Unexpected end of file``) says why: in the error, not loose.
+    detail = text.splitlines()[-1].removeprefix(f'{os.fspath(path)}: ') if text else ''
+    raise UndecodableRaw(f'{reason} ({detail})' if detail else str(reason)) from None
 
 
 def _decode_with_dcraw(path: Path, dcraw: str, timeout: float | None) -> np.ndarray:
